@@ -12,7 +12,7 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(include=["tfwsar", "tfwsar.*"]),
-    package_data={"tfwsar": ["resources/SOURCES.md", "resources/*/*.txt", "resources/*/*/*.txt"]},
+    package_data={"tfwsar": ["resources/SOURCES.md", "resources/*/*.txt", "resources/*/*.csv", "resources/*/*/*.txt"]},
     python_requires=">=3.9,<3.13",
     install_requires=[
         "tensorflow==2.17.1",
