@@ -142,13 +142,16 @@ class VideoReader:
         start_time = None
         previous_frame, previous_time, previous_array = None, 0.0, None
         next_output = 0  # Output frame k is shown at k / fps seconds.
+        # Timestamps are rounded to the stream's time base (1 ms in Matroska): times closer than
+        # that count as equal, so rounding neither adds nor drops a frame.
+        tolerance = max(1e-6, float(self._stream.time_base or 0))
         for index, frame in enumerate(self._container.decode(self._stream)):
             time = frame.time if frame.time is not None else index * source_period
             if start_time is None:
                 start_time = time
             time = max(time - start_time, previous_time)  # Guard against non-monotonic stamps.
             if previous_frame is not None:
-                while next_output / self.fps < time - 1e-6:
+                while next_output / self.fps < time - tolerance:
                     if previous_array is None:
                         previous_array = self._to_array(previous_frame)
                     yield previous_array
@@ -158,7 +161,7 @@ class VideoReader:
             raise DataError(f"{self.path}: no decodable video frames")
         # The last source frame stays on screen for one source frame period.
         end_time = previous_time + source_period
-        while next_output / self.fps < end_time - 1e-6 or next_output == 0:
+        while next_output / self.fps < end_time - tolerance or next_output == 0:
             if previous_array is None:
                 previous_array = self._to_array(previous_frame)
             yield previous_array
