@@ -85,7 +85,6 @@ def test_training_decreases_the_loss_of_both_streams(tmp_path, jit_compile):
                            **_quiet(log_every=10, on_log=lambda step, values: logged.update({step: values})))
     assert result["step"] == 60 and int(trainer.step.numpy()) == 60
     assert sorted(logged) == [10, 20, 30, 40, 50, 60]
-    print({step: values for step, values in logged.items() if step in (10, 60)})
     for name in ("loss_rgb", "loss_flow"):
         assert logged[60][name] < 0.3 * logged[10][name], (name, logged)
     assert [int(optimizer.iterations.numpy()) for optimizer in optimizers] == [60, 60]
@@ -252,6 +251,14 @@ def test_misuse_is_reported_clearly(tmp_path):
         short.train(lambda batch: {"loss": tf.reduce_sum(batch["y"])}, 5, **_quiet())
 
 
+def test_logical_cpus_cannot_be_changed_once_tensorflow_has_started():
+    tf.constant(1.0)  # make sure TF has initialised its devices in this process
+    current = len(tf.config.list_logical_devices("CPU"))
+    train_lib.use_logical_cpus(current)  # asking for what is already there is fine
+    with pytest.raises(RuntimeError, match="before TensorFlow initialises its devices"):
+        train_lib.use_logical_cpus(current + 1)
+
+
 MIRRORED_SCRIPT = textwrap.dedent("""
     import json, sys
     from tfwsar import train_lib
@@ -305,6 +312,12 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     result["restored_step"] = int(trainer.step.numpy())
     result["restored_weights"] = [w.tolist() for w in model.get_weights()]
     result["continued"] = trainer.train(step_fn, 5, **quiet)
+    try:
+        train_lib.Trainer(f"{workdir}/odd", train_lib.make_strategy("mirrored"),
+                          dataset.unbatch().batch(7, drop_remainder=True), {})
+        result["odd_batch_error"] = None
+    except ValueError as error:
+        result["odd_batch_error"] = str(error)
     print("RESULT " + json.dumps(result))
 """)
 
@@ -335,3 +348,4 @@ def test_two_logical_cpu_replicas_sum_to_the_single_replica_loss(tmp_path):
     for restored_weight, mirrored_weight in zip(result["restored_weights"], mirrored["weights"]):
         np.testing.assert_array_equal(restored_weight, mirrored_weight)
     assert result["continued"]["step"] == 5
+    assert "global batch 7 is not divisible by 2 replicas" in result["odd_batch_error"]

@@ -522,7 +522,7 @@ class _Block:
         sums = np.matmul(scaled_weight[:, None, :], self.kernel)[:, 0, :]
         with np.errstate(divide="ignore"):
             log_eta = exponent_shift[:, None] + np.log(sums)
-        redo = self.valid & (sums < 0)
+        redo = self.valid & (sums < _UNDERFLOW_GUARD)
         if redo.any():
             classes, exemplars = np.nonzero(redo)
             terms = self.log_p[classes, :] + self.log_t[classes, :, exemplars] - log_z[classes, :]
@@ -670,7 +670,7 @@ def fit_representativeness(segment_features, segment_weights, database, valid, a
                 history["gap"].append(block_gap)
             if iteration == max_iterations or not active.any():
                 break
-            updated = np.where(block.valid, block_log_q + log_eta, -np.inf)
+            updated = np.where(block.valid, block_log_q + 0.5*log_eta, -np.inf)
             updated = updated - _logsumexp(updated, axis=1)[:, None]
             block_log_q = np.where(active[:, None], updated, block_log_q)
             block_iterations += active

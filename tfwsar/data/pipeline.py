@@ -108,9 +108,9 @@ def training_dataset(data_dir, subsets, *, num_segments, batch_size, seed=0, vid
       deterministic: keep element order fixed under parallel map (needed for exact resumption).
     """
     manifest = records.read_manifest(data_dir)
+    dataset = _records(data_dir, subsets).map(_parser(manifest))
     if shuffle_buffer is None:
         shuffle_buffer = max(1, sum(manifest["subsets"][subset]["videos"] for subset in subsets))
-    dataset = _records(data_dir, subsets).map(_parser(manifest))
     keep = _keep_videos(videos)
     if keep is not None:
         dataset = dataset.filter(keep)
