@@ -71,6 +71,12 @@ def test_q_update_never_decreases_objective_and_keeps_rows_on_simplex(seed):
     assert np.all(history_q >= 0)
     np.testing.assert_allclose(history_q.sum(axis=2), 1.0, atol=1e-12)
     assert np.all(history_q[:, ~valid] == 0.0)
+    # Each step is exactly q ← η ⊙ q (Peng et al.), η from the plain equations.
+    for step in (0, 1, 30):
+        for c in range(3):
+            current = history_q[step, c][valid[c]]
+            eta = reference_eta(features[c], weights[c], database[c][valid[c]], current, alpha=1.5)
+            np.testing.assert_allclose(history_q[step + 1, c][valid[c]], eta * current, rtol=1e-9)
     # The recorded objective is f(q) = Σ p log Σ q t of the recorded iterate.
     for step in (0, 7, 60):
         for c in range(3):

@@ -31,7 +31,8 @@ def _dataset(num_examples=96):
 def _two_stream(strategy, learning_rates=(0.02, 0.01), decay_every=7):
     """Two tiny 'streams', each a Dense net with dropout and its own SGD, like TSRNet's RGB/flow."""
     with strategy.scope():
-        models = [keras.Sequential([keras.Input((NUM_FEATURES,)), keras.layers.Dense(16, activation="relu"),
+        models = [keras.Sequential([keras.Input((NUM_FEATURES,)),
+                                    keras.layers.Dense(16, activation="relu"),
                                     keras.layers.Dropout(0.1), keras.layers.Dense(1)])
                   for _ in learning_rates]
         optimizers = [train_lib.sgd_with_step_decay(rate, decay_every=decay_every, factor=0.5,
@@ -81,8 +82,8 @@ def test_training_decreases_the_loss_of_both_streams(tmp_path, jit_compile):
     models, optimizers = _two_stream(strategy, decay_every=1000)
     trainer = _trainer(tmp_path, strategy, models, optimizers, jit_compile=jit_compile)
     logged = {}
-    result = trainer.train(_two_stream_step(models, optimizers), num_steps=60,
-                           **_quiet(log_every=10, on_log=lambda step, values: logged.update({step: values})))
+    result = trainer.train(_two_stream_step(models, optimizers), num_steps=60, **_quiet(
+        log_every=10, on_log=lambda step, values: logged.update({step: values})))
     assert result["step"] == 60 and int(trainer.step.numpy()) == 60
     assert sorted(logged) == [10, 20, 30, 40, 50, 60]
     for name in ("loss_rgb", "loss_flow"):
@@ -109,7 +110,8 @@ def test_a_restarted_run_continues_exactly_where_it_stopped(tmp_path):
     restored, straight_models, straight_optimizers, straight_losses = _run_to(tmp_path / "straight", 20)
     assert not restored
     first_restored, _, _, _ = _run_to(tmp_path / "resumed", 10)
-    second_restored, resumed_models, resumed_optimizers, resumed_losses = _run_to(tmp_path / "resumed", 20)
+    second_restored, resumed_models, resumed_optimizers, resumed_losses = _run_to(
+        tmp_path / "resumed", 20)
     assert not first_restored and second_restored
     assert sorted(resumed_losses) == list(range(11, 21))
     for step in range(11, 21):
@@ -131,18 +133,21 @@ def test_steps_per_execution_takes_the_same_steps_and_stops_at_checkpoint_steps(
         strategy = train_lib.make_strategy("default")
         models, optimizers = _two_stream(strategy)
         workdir = tmp_path / str(steps_per_execution)
-        trainer = _trainer(workdir, strategy, models, optimizers, steps_per_execution=steps_per_execution)
+        trainer = _trainer(workdir, strategy, models, optimizers,
+                           steps_per_execution=steps_per_execution)
         logged = {}
         trainer.train(_two_stream_step(models, optimizers), 14,
                       **_quiet(log_every=7, checkpoint_every=6,
                                on_log=lambda step, values: logged.update({step: values})))
-        checkpoints = sorted(os.path.basename(path) for path in glob.glob(str(workdir / "checkpoints/*.index")))
+        checkpoints = sorted(os.path.basename(path)
+                             for path in glob.glob(str(workdir / "checkpoints" / "*.index")))
         assert checkpoints == ["ckpt-12.index", "ckpt-14.index", "ckpt-6.index"]
         assert sorted(logged) == [7, 14]
         results.append((logged, [weight for model in models for weight in model.get_weights()]))
     (single_logged, single_weights), (multi_logged, multi_weights) = results
     for step in (7, 14):  # log lines are means over the window whichever way it was cut
-        np.testing.assert_allclose(multi_logged[step]["loss_rgb"], single_logged[step]["loss_rgb"], rtol=1e-5)
+        np.testing.assert_allclose(multi_logged[step]["loss_rgb"], single_logged[step]["loss_rgb"],
+                                   rtol=1e-5)
     for single, multi in zip(single_weights, multi_weights):
         np.testing.assert_allclose(multi, single, rtol=1e-5, atol=1e-7)
 
@@ -163,10 +168,11 @@ def test_a_phase_change_assigns_a_scope_variable_without_retracing_and_is_checkp
             loss = tf.nn.compute_average_loss(tf.reduce_mean(error ** 2, -1))
         gradients = tape.gradient(loss, models[0].trainable_variables)
         optimizers[0].apply_gradients(zip(gradients, models[0].trainable_variables))
-        return {"loss": loss, "offset": tf.nn.compute_average_loss(tf.fill([tf.shape(error)[0]], target_offset))}
+        offset_per_example = tf.fill([tf.shape(error)[0]], target_offset)
+        return {"loss": loss, "offset": tf.nn.compute_average_loss(offset_per_example)}
 
-    single_stream = lambda batch: {"loss": _two_stream_step(models[:1], optimizers[:1])(batch)["loss_rgb"]}
-    assert trainer.train(single_stream, 5, **_quiet())["step"] == 5
+    step_fn_without_offset = _two_stream_step(models[:1], optimizers[:1])
+    assert trainer.train(step_fn_without_offset, 5, **_quiet())["step"] == 5
 
     target_offset.assign(3.0)
     trainer.phase.assign(1)
@@ -284,7 +290,8 @@ MIRRORED_SCRIPT = textwrap.dedent("""
             with tf.GradientTape() as tape:
                 per_example = tf.reduce_mean((model(batch["x"]) - batch["y"]) ** 2, -1)
                 mse = tf.nn.compute_average_loss(per_example)                 # per-example term
-                penalty = tf.nn.scale_regularization_loss(0.1 * tf.reduce_sum(model.trainable_variables[0] ** 2))
+                kernel = model.trainable_variables[0]
+                penalty = tf.nn.scale_regularization_loss(0.1 * tf.reduce_sum(kernel ** 2))
                 loss = mse + penalty
             gradients = tape.gradient(loss, model.trainable_variables)
             optimizer.apply_gradients(zip(gradients, model.trainable_variables))

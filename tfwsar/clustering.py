@@ -30,6 +30,9 @@ Decisions (shared with `tfwsar.losses`; pass the same `squared_distance` to both
   products per iteration (fast); any sum that comes out below 1e-200 in the shifted scale (where
   terms could have underflowed) is recomputed exactly with a plain logsumexp. Padded (invalid)
   exemplars have log q = −inf, i.e. q = 0, and a multiplicative update never makes them nonzero.
+* Ties (exemplar selection). Equal scores are ordered by a key, smaller first: by default the
+  arrival position of the segment (earlier wins), or keys given by the caller; `merge` combines
+  partial databases into exactly the database one collector would have built.
 * Stopping. `gap = |max_{s'} log η_{s'} − Σ_{s'} q_{s'} log η_{s'}|` < ε. Since f is concave,
   f(q*) − f(q) ≤ log Σ q* η ≤ max log η ≤ gap (Σ q log η ≤ log Σ q η = 0): the gap bounds the
   suboptimality, and at convergence η ≤ e^ε everywhere and η ≈ 1 on the support (the KKT
@@ -467,6 +470,8 @@ def log_kernel(segment_features, exemplars, alpha, squared_distance=False):
     """
     segments = np.asarray(segment_features, dtype=np.float64)
     exemplars = np.asarray(exemplars, dtype=np.float64)
+    center = np.mean(exemplars, axis=-2, keepdims=True)  # translation: smaller cancellation error
+    segments, exemplars = segments - center, exemplars - center
     squared = (np.sum(segments ** 2, axis=-1)[..., :, None]
                + np.sum(exemplars ** 2, axis=-1)[..., None, :]
                - 2.0 * np.matmul(segments, np.swapaxes(exemplars, -1, -2)))
@@ -670,7 +675,7 @@ def fit_representativeness(segment_features, segment_weights, database, valid, a
                 history["gap"].append(block_gap)
             if iteration == max_iterations or not active.any():
                 break
-            updated = np.where(block.valid, block_log_q + 0.5*log_eta, -np.inf)
+            updated = np.where(block.valid, block_log_q + log_eta, -np.inf)
             updated = updated - _logsumexp(updated, axis=1)[:, None]
             block_log_q = np.where(active[:, None], updated, block_log_q)
             block_iterations += active

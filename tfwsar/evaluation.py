@@ -212,12 +212,12 @@ def load_ground_truth(path, subset):
                         "object mapping video ids to {\"subset\", \"annotations\"}")
     rows, ambiguous_rows, videos, subsets_present = [], [], [], set()
     for video, entry in database.items():
-        where = f"{path}: database[{video!r}]"
         if not isinstance(entry, dict) or "subset" not in entry:
-            raise DataError(f"{where}: expected an object with a \"subset\" key")
-        subsets_present.add(str(entry["subset"]))
+            raise DataError(f"{path}: database[{video!r}]: expected an object with a \"subset\" key")
         if entry["subset"] != subset:
+            subsets_present.add(str(entry["subset"]))
             continue
+        where = f"{path}: database[{video!r}]"
         videos.append(video)
         annotations = entry.get("annotations")
         if not isinstance(annotations, list):
@@ -598,11 +598,16 @@ def _overlaps_ambiguous(pred_video, pred_start, pred_end, ambiguous_video, ambig
 
 
 def _interpolated_average_precision(precision, recall):
-    """All-point interpolated AP, the toolkit's `interpolated_prec_rec` (VOC 2011) step for step."""
-    padded_precision = np.hstack([[0], precision, [0]])
-    padded_recall = np.hstack([[0], recall, [1]])
+    """All-point interpolated AP, the toolkit's `interpolated_prec_rec` (VOC 2011) step for step:
+    same padded arrays, same products, same `np.sum`, hence the same bits."""
+    size = len(precision)
+    padded_precision = np.zeros(size + 2)
+    padded_precision[1:-1] = precision
+    padded_recall = np.zeros(size + 2)
+    padded_recall[1:-1] = recall
+    padded_recall[-1] = 1.0
     padded_precision = np.maximum.accumulate(padded_precision[::-1])[::-1]
-    steps = np.where(padded_recall[1::] != padded_recall[0:-1])[0] + 1
+    steps = np.flatnonzero(padded_recall[1:] != padded_recall[:-1]) + 1
     return float(np.sum((padded_recall[steps] - padded_recall[steps - 1]) * padded_precision[steps]))
 
 

@@ -386,6 +386,11 @@ def stream_loss(
 
 def _convex_clustering_log_kernel(features, exemplars, alpha, squared_distance):
     """log t = −α d(φ(s), φ(s')): features `[..., T, m]`, exemplars `[..., n, m]` → `[..., T, n]`."""
+    # ‖a − b‖² = ‖a‖² + ‖b‖² − 2a·b after moving the origin to the exemplars' mean: distances do
+    # not change, and the cancellation error (relative to ‖a‖², ‖b‖²) shrinks to the spread scale.
+    center = tf.stop_gradient(tf.reduce_mean(exemplars, axis=-2, keepdims=True))
+    features = features - center
+    exemplars = exemplars - center
     squared = (
         tf.reduce_sum(tf.square(features), axis=-1)[..., :, None]
         + tf.reduce_sum(tf.square(exemplars), axis=-1)[..., None, :]

@@ -10,8 +10,9 @@ This module does the rest:
 * builds the Keras optimizers inside the strategy scope before the first step (`build_optimizers`);
 * runs `strategy.run(step_fn, ...)` inside one `tf.function`, optionally several steps per call and
   optionally with XLA. It SUMs the outputs across replicas and returns numpy floats to the host;
-* saves and restores checkpoints (models, optimizers, the tf.data iterator, and the `step`, `round`
-  and `phase` counters) in `workdir/checkpoints`;
+* saves and restores checkpoints in `workdir/checkpoints`: models, optimizers, the Keras dropout
+  seed states (which `tf.train.Checkpoint` misses on its own), the tf.data iterator, and the
+  `step`, `round` and `phase` counters;
 * writes TensorBoard summaries to `workdir/train`, evaluation results to `workdir/eval`, logs one
   line every `log_every` steps, and can profile a window of steps.
 
@@ -42,6 +43,12 @@ its losses as follows:
   the loop reads them from the optimizers it was given and writes them as `learning_rate/<key>`.
 
 With one replica (the default strategy) all of this reduces to the ordinary single-device loss.
+
+In Keras 3.15 under MirroredStrategy, a Dropout layer draws the SAME mask on every replica: its
+seed state is one mirrored variable, and the replica id is not mixed into it. The rows differ from
+replica to replica, so training is still correct, but the masks of different replicas are
+correlated. A model for which this matters can fold
+`tf.distribute.get_replica_context().replica_id_in_sync_group` into its own dropout seed.
 
 Why the iterator is a plain `tf.data` iterator
 ----------------------------------------------
@@ -405,7 +412,7 @@ class Trainer:
     # ---------------------------------------------------------------- summaries
 
     def summary_writer(self, name=TRAIN_SUMMARY_DIRECTORY):
-        """The `tf.summary` writer for `workdir/<name>`. Workers other than the chief get a no-op writer."""
+        """The `tf.summary` writer for `workdir/<name>` (a no-op writer on non-chief workers)."""
         if name not in self._writers:
             if self._is_chief:
                 self._writers[name] = tf.summary.create_file_writer(os.path.join(self.workdir, name))
@@ -536,6 +543,8 @@ class Trainer:
           step_fn: `step_fn(batch) -> {name: scalar tensor}`, run per replica on its share of the
             global batch (see the module docstring for how to scale losses). It computes
             gradients and applies them with its optimizers. It must not create variables.
+            Each distinct `step_fn` object is traced once and cached, so pass the same function
+            (not a new lambda) to every call that should reuse the compiled step.
           num_steps: global step at which to stop.
           log_every: print one line to stderr (and call `on_log`) every this many steps. The line
             shows the mean of each output since the previous line, and steps/s.
@@ -717,7 +726,8 @@ def _format_values(values):
 
 def _log_line(step, num_steps, means, steps_per_second):
     width = len(str(num_steps))
-    return f"step {step:>{width}}/{num_steps}  {_format_values(means)}  ({steps_per_second:.2f} steps/s)"
+    return (f"step {step:>{width}}/{num_steps}  {_format_values(means)}  "
+            f"({steps_per_second:.2f} steps/s)")
 
 
 def _print(message):

@@ -26,6 +26,7 @@ SavedModels use `x / 127.5 − 1` for both streams.
 
 import os
 import pathlib
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -96,6 +97,13 @@ def resolve_weights(backbone, weights, input_size):
 
 def build_keras_network(backbone, input_shape, weights_path=None):
     """A global-pooled keras.applications network (no classifier) `[N, H, W, C] → [N, D]`."""
+    with warnings.catch_warnings():
+        # Flow networks take 2 · window channels on purpose; Keras warns about anything but 1 or 3.
+        warnings.filterwarnings("ignore", message=".*usually expects 1 or 3 input channels")
+        return _build_keras_network(backbone, input_shape, weights_path)
+
+
+def _build_keras_network(backbone, input_shape, weights_path):
     import keras  # Keras 3; imported here so that importing this module stays cheap.
 
     if backbone == "resnet101":

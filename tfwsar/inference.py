@@ -1,0 +1,182 @@
+"""Running trained two-stream models over whole videos, and choosing checkpoints honestly.
+
+Shared by every recipe: the per-video forward pass (`predict_videos`), classification metrics of
+the streams and their fusion (`classification_metrics`), TSRNet-style detection of all videos
+(`detect_videos`), and model selection on a validation part carved from the TRAINING videos
+(`split_training_videos`, `BestWeights`): the test split is never looked at before the end.
+"""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from tfwsar import evaluation, localize
+from tfwsar.data import pipeline
+
+STREAMS = ("rgb", "flow")
+
+
+@dataclasses.dataclass
+class VideoOutputs:
+    """One video's outputs from both streams (valid segments only).
+
+    Attributes:
+      video: id. duration: seconds. labels: class indices of its video-level labels.
+      probabilities: {"rgb": [C], "flow": [C]} softmax class scores s.
+      attention: {"rgb": [T], "flow": [T]} attention a over the valid segments.
+      features: {"rgb": [T, H], "flow": [T, H]} the FC2 embedding φ(s) (used by convex clustering).
+      segment_probabilities: {"rgb": [T, C], "flow": [T, C]} softmax of the per-segment logits.
+    """
+
+    video: str
+    duration: float
+    labels: tuple
+    probabilities: dict
+    attention: dict
+    features: dict
+    segment_probabilities: dict
+
+
+def make_forward(models):
+    """A compiled inference pass of both streams; T may change between calls without retracing."""
+
+    @tf.function(reduce_retracing=True)
+    def forward(batch):
+        return {stream: models[stream]({"features": batch[stream], "mask": batch["mask"]},
+                                       training=False) for stream in STREAMS}
+
+    return forward
+
+
+def predict_videos(models, data_dir, subset, *, videos=None, batch_size=1):
+    """Runs both streams over every video of `subset` (at full length); returns [VideoOutputs]."""
+    forward = make_forward(models)
+    results = []
+    for batch in pipeline.evaluation_dataset(data_dir, subset, batch_size=batch_size, videos=videos):
+        outputs = forward(batch)
+        outputs = {stream: {key: value.numpy() for key, value in stream_outputs.items()}
+                   for stream, stream_outputs in outputs.items()}
+        for row, video in enumerate(batch["video"].numpy()):
+            length = int(batch["num_segments"][row])
+            per_stream = {stream: outputs[stream] for stream in STREAMS}
+            results.append(VideoOutputs(
+                video=video.decode(),
+                duration=float(batch["duration"][row]),
+                labels=tuple(np.flatnonzero(batch["labels"][row].numpy()).tolist()),
+                probabilities={s: per_stream[s]["probabilities"][row] for s in STREAMS},
+                attention={s: per_stream[s]["attention"][row, :length] for s in STREAMS},
+                features={s: per_stream[s]["fc2"][row, :length] for s in STREAMS},
+                segment_probabilities={
+                    s: _softmax(per_stream[s]["segment_logits"][row, :length]) for s in STREAMS},
+            ))
+    return results
+
+
+def _softmax(logits):
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exponentials = np.exp(shifted)
+    return exponentials / exponentials.sum(axis=-1, keepdims=True)
+
+
+def fused_probabilities(outputs, theta):
+    """[N, C] θ·s_rgb + (1−θ)·s_flow for a list of VideoOutputs."""
+    return np.stack([theta * o.probabilities["rgb"] + (1 - theta) * o.probabilities["flow"]
+                     for o in outputs])
+
+
+def classification_metrics(outputs, theta):
+    """Top-1 accuracy of RGB, flow and the θ-fusion (TSRNet's Table 1), plus fused mAP and hit@3.
+
+    Videos without video-level labels are left out (they have no right answer).
+    """
+    labelled = [o for o in outputs if o.labels]
+    if not labelled:
+        raise ValueError("no labelled video to compute classification metrics on")
+    label_sets = [o.labels for o in labelled]
+    fused = fused_probabilities(labelled, theta)
+    metrics = {stream: evaluation.classification_accuracy(
+        np.stack([o.probabilities[stream] for o in labelled]), label_sets) for stream in STREAMS}
+    metrics["fusion"] = evaluation.classification_accuracy(fused, label_sets)
+    metrics["fusion_map"] = evaluation.classification_map(fused, label_sets)
+    metrics["fusion_hit_at_3"] = evaluation.hit_at_k(fused, label_sets, k=3)
+    return metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectionSettings:
+    """Detection rule settings (see tfwsar.localize for each)."""
+
+    theta: float = 0.5
+    thresholds: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+    class_threshold: float = 0.1
+    top_k: int = 2
+    scoring: str = "mean"
+    nms_tiou: float = 0.6
+
+
+def detect_videos(outputs, settings, feature_rate):
+    """TSRNet detections for every video: {video: [{"label_index", "t_start", "t_end", "score"}]}."""
+    return {
+        o.video: localize.localize_video(
+            o.attention["rgb"], o.attention["flow"], o.probabilities["rgb"],
+            o.probabilities["flow"], feature_rate=feature_rate, theta=settings.theta,
+            threshold=settings.thresholds, class_threshold=settings.class_threshold,
+            top_k=settings.top_k, scoring=settings.scoring, nms_tiou=settings.nms_tiou,
+            duration=o.duration)
+        for o in outputs}
+
+
+def split_training_videos(data_dir, subset, validation_fraction, seed):
+    """Splits the training subset's videos into (train, validation) id lists, reproducibly.
+
+    The validation part is used only for model selection; it holds `validation_fraction` of the
+    videos (at least one when the fraction is positive).
+    """
+    videos = sorted(pipeline.video_ids(data_dir, subset))
+    if validation_fraction <= 0:
+        return videos, []
+    order = np.random.default_rng(seed).permutation(len(videos))
+    count = max(1, int(round(validation_fraction * len(videos))))
+    held_out = sorted(videos[i] for i in order[:count])
+    kept = sorted(videos[i] for i in order[count:])
+    return kept, held_out
+
+
+class BestWeights:
+    """Keeps the models' weights with the best selection score seen so far, on disk.
+
+    `workdir/selection/` holds a checkpoint of the best weights and `best.json`
+    (`{"step", "score", "metric"}`), so a resumed run keeps what it had chosen before it stopped.
+    """
+
+    def __init__(self, workdir, models, metric):
+        self.directory = os.path.join(workdir, "selection")
+        self.metric = metric
+        self._checkpoint = tf.train.Checkpoint(**models)
+        self._record_path = os.path.join(self.directory, "best.json")
+        self.record = None
+        if os.path.exists(self._record_path):
+            with open(self._record_path, encoding="utf-8") as file:
+                self.record = json.load(file)
+
+    def offer(self, step, score):
+        """Saves the current weights when `score` beats the best so far (ties keep the earlier)."""
+        if self.record is not None and score <= self.record["score"]:
+            return False
+        os.makedirs(self.directory, exist_ok=True)
+        self._checkpoint.write(os.path.join(self.directory, "best"))
+        self.record = {"step": int(step), "score": float(score), "metric": self.metric}
+        temporary = self._record_path + ".tmp"
+        with open(temporary, "w", encoding="utf-8") as file:
+            json.dump(self.record, file)
+        os.replace(temporary, self._record_path)
+        return True
+
+    def restore(self):
+        """Loads the best weights into the models (no-op when nothing was ever offered)."""
+        if self.record is not None:
+            self._checkpoint.read(os.path.join(self.directory, "best")).assert_existing_objects_matched()
+        return self.record

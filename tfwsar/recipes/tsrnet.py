@@ -1,0 +1,343 @@
+r"""TSRNet (Zhang et al., AAAI 2019): train, select, evaluate, export — one run, top to bottom.
+
+    python -m tfwsar.recipes.tsrnet                       # the embedded default, ~2 minutes on CPU
+    python -m tfwsar.recipes.tsrnet --data DIR --trimmed DIR --workdir DIR \
+        --variant tsrnet --steps 15000 --preset paper     # a converted THUMOS14 (see recipes/)
+
+Variants (one flag): two_stream (mean pooling, no knowledge transfer), srnet (self-attention, no
+transfer), tsrnet (self-attention + MMD transfer from trimmed clips), tsrnet_no_fc2 (transfer on FC1
+only). `--variant all` runs the four for the ablation table, each into `workdir/<variant>`.
+
+Each run's workdir ends with metrics.json, predictions.json, saved_model/, TensorBoard event files
+(train/, eval/), checkpoints/, selection/ and config.json. Checkpoints are chosen on a validation
+part carved from the training videos (never on the test split). `--seeds N` repeats the run with
+N seeds (seed k > 0 in `workdir/seed_k`) and writes metrics_seeds.json with mean ± std.
+"""
+
+import dataclasses
+import os
+import sys
+import time
+from typing import Optional
+
+from absl import app, flags
+
+from tfwsar import config as config_lib
+
+VARIANTS = ("two_stream", "srnet", "tsrnet", "tsrnet_no_fc2")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    data_dir: str = ""  # converted untrimmed dataset; "" = the embedded default
+    trimmed_dir: str = ""  # converted trimmed dataset (UCF101 classes of data_dir)
+    train_subset: str = "validation"  # THUMOS14 trains on its validation videos
+    test_subset: str = "test"
+    validation_fraction: float = 0.2  # of the training videos, for model selection only
+    num_segments: int = 200  # T of training batches
+    trimmed_num_segments: int = 16
+    sampling: str = "uniform"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    fc1_units: int = 128
+    fc2_units: int = 128
+    attention_units: int = 64
+    dropout_rate: float = 0.2  # Keras drop rate; the paper's "dropout 0.8" read as keep-prob
+    alpha: float = 1.0  # smoothness weight α
+    beta: float = 0.01  # sparsity weight β
+    sparsity_kind: str = "entropy"  # "entropy" | "sigmoid_l1" | "literal" (see tfwsar.losses)
+    mmd_segments_per_video: int = 16  # segments per video entering MMD² (bounds its O(N²) cost)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1200
+    batch_size: int = 16  # paper
+    learning_rate_rgb: float = 0.01
+    learning_rate_flow: float = 0.01
+    decay_every: int = 800  # paper: ÷10 every 5,000 of its steps
+    decay_factor: float = 0.1  # paper
+    momentum: float = 0.9  # paper
+    seed: int = 0
+    deterministic: bool = True
+    strategy: str = "auto"  # auto | default | mirrored | multi_worker
+    steps_per_execution: int = 10
+    log_every: int = 200
+    eval_every: int = 200
+    checkpoint_every: int = 400
+    profile_steps: str = ""  # "start,stop" global steps to trace with the TF profiler
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectionConfig:
+    theta: float = 0.5  # θ of the stream fusion
+    thresholds: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+    class_threshold: float = 0.1
+    top_k: int = 2
+    nms_tiou: float = 0.6
+    drop_bad_test_videos: bool = False  # THUMOS14 test 0000270 / 0001496 (known-wrong labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    variant: str = "tsrnet"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    detection: DetectionConfig = DetectionConfig()
+
+
+def get_config(preset="default"):
+    """"default": sized for the embedded dataset (2 minutes on 2 CPU cores).
+
+    "paper": the paper's THUMOS14 settings — batch 16, SGD momentum 0.9, lr 1e-4 (RGB) / 5e-4
+    (flow) ÷10 every 5,000 steps, dropout keep 0.8, T = 750 — with our layer widths.
+    """
+    config = Config()
+    if preset == "default":
+        return config
+    if preset == "paper":
+        return dataclasses.replace(
+            config,
+            data=dataclasses.replace(config.data, num_segments=750, trimmed_num_segments=32),
+            model=dataclasses.replace(config.model, fc1_units=512, fc2_units=512,
+                                      attention_units=256, mmd_segments_per_video=32),
+            train=dataclasses.replace(config.train, steps=15000, learning_rate_rgb=1e-4,
+                                      learning_rate_flow=5e-4, decay_every=5000, log_every=500,
+                                      eval_every=1000, checkpoint_every=1000))
+    raise ValueError(f"unknown preset {preset!r}; expected 'default' or 'paper'")
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data", None, "converted untrimmed dataset directory (default: embedded)")
+flags.DEFINE_string("trimmed", None, "converted trimmed (UCF101) dataset directory")
+flags.DEFINE_string("workdir", None, "run directory (default: ./workdir/tsrnet)")
+flags.DEFINE_string("variant", None, f"one of {VARIANTS}, a comma list, or 'all'")
+flags.DEFINE_integer("steps", None, "training steps")
+flags.DEFINE_integer("seeds", 1, "repeat the run with this many seeds (mean ± std)")
+flags.DEFINE_string("preset", "default", "default | paper")
+flags.DEFINE_string("profile_steps", None, "start,stop steps to trace with the TF profiler")
+flags.DEFINE_string("strategy", None, "auto | default | mirrored | multi_worker")
+flags.DEFINE_integer("logical_cpus", 0, "split the CPU into N logical devices (try multi-replica)")
+flags.DEFINE_float("validation_fraction", None, "training videos held out for model selection")
+flags.DEFINE_multi_string("set", [], "override any setting: --set train.batch_size=8")
+
+
+def config_from_flags():
+    config = get_config(FLAGS.preset)
+    assignments = []
+    for flag, key in (("data", "data.data_dir"), ("trimmed", "data.trimmed_dir"),
+                      ("steps", "train.steps"), ("profile_steps", "train.profile_steps"),
+                      ("strategy", "train.strategy"),
+                      ("validation_fraction", "data.validation_fraction")):
+        if getattr(FLAGS, flag) is not None:
+            assignments.append(f"{key}={getattr(FLAGS, flag)}")
+    return config_lib.override(config, assignments + FLAGS.set)
+
+
+def run(config, workdir):
+    """Trains one variant with one seed into `workdir`; returns its metrics document."""
+    # Heavy imports here, not at module import (no import-time work).
+    import numpy as np
+    import tensorflow as tf
+
+    from tfwsar import evaluation, export, inference, losses, localize, reporting, train_lib
+    from tfwsar.data import pipeline, records, synthetic
+    from tfwsar.models import tsrnet
+
+    started = time.time()
+    os.makedirs(workdir, exist_ok=True)
+    config_lib.write_json(config, os.path.join(workdir, "config.json"))
+    if config.train.deterministic:
+        train_lib.enable_determinism(config.train.seed)
+    strategy = train_lib.make_strategy(config.train.strategy)
+
+    # ---- Data: the converted dataset (or the embedded default), a held-out part for selection.
+    data_dir, trimmed_dir = config.data.data_dir, config.data.trimmed_dir
+    if not data_dir:
+        data_dir, default_trimmed = synthetic.ensure_default_dataset()
+        trimmed_dir = trimmed_dir or str(default_trimmed)
+    manifest = records.read_manifest(data_dir)
+    classes, feature_rate = manifest["classes"], manifest["feature_rate"]
+    transfer = config.variant in ("tsrnet", "tsrnet_no_fc2")
+    if transfer and not trimmed_dir:
+        raise ValueError(f"variant {config.variant} needs a trimmed dataset (--trimmed)")
+    train_videos, selection_videos = inference.split_training_videos(
+        data_dir, config.data.train_subset, config.data.validation_fraction, config.train.seed)
+    untrimmed = pipeline.training_dataset(
+        data_dir, [config.data.train_subset], num_segments=config.data.num_segments,
+        batch_size=config.train.batch_size, seed=config.train.seed, videos=train_videos,
+        sampling=config.data.sampling)
+    dataset = untrimmed
+    if transfer:
+        trimmed_manifest = records.read_manifest(trimmed_dir)
+        if trimmed_manifest["classes"] != classes:
+            raise ValueError(f"{trimmed_dir}: classes differ from {data_dir}'s; convert it with "
+                             f"--classes-of {data_dir}")
+        trimmed = pipeline.training_dataset(
+            trimmed_dir, ["training"], num_segments=config.data.trimmed_num_segments,
+            batch_size=config.train.batch_size, seed=config.train.seed + 1)
+        dataset = pipeline.paired_dataset(untrimmed, trimmed)
+    print(f"[tsrnet] {config.variant}: {len(train_videos)} training videos, "
+          f"{len(selection_videos)} held out for selection, {len(classes)} classes, "
+          f"data {data_dir}", file=sys.stderr)
+
+    # ---- Model: one network and one optimizer per stream (own learning rates).
+    streams = inference.STREAMS
+    learning_rates = {"rgb": config.train.learning_rate_rgb, "flow": config.train.learning_rate_flow}
+    with strategy.scope():
+        models = {stream: tsrnet.build_stream_network(
+            manifest["feature_dims"][stream], len(classes), fc1_units=config.model.fc1_units,
+            fc2_units=config.model.fc2_units, attention_units=config.model.attention_units,
+            dropout_rate=config.model.dropout_rate,
+            pooling=tsrnet.pooling_for_variant(config.variant), name=stream)
+            for stream in streams}
+        optimizers = {stream: train_lib.sgd_with_step_decay(
+            learning_rates[stream], config.train.decay_every, config.train.decay_factor,
+            config.train.momentum, name=f"{stream}_optimizer") for stream in streams}
+    train_lib.build_optimizers(
+        strategy, [(optimizers[s], models[s].trainable_variables) for s in streams])
+    trainer = train_lib.Trainer(
+        workdir, strategy, dataset, {**models, **{f"{s}_optimizer": o for s, o in optimizers.items()}},
+        steps_per_execution=config.train.steps_per_execution)
+    resumed = trainer.restore_or_initialize()
+    trainer.write_text("config", config_lib.to_json(config))
+
+    def step_fn(element):
+        """One TSRNet step on this replica's share: L = L_SA + L_KT per stream, two optimizers."""
+        batch, trimmed_batch = element if transfer else (element, None)
+        results = {}
+        for stream in streams:
+            with tf.GradientTape() as tape:
+                outputs = models[stream](
+                    {"features": batch[stream], "mask": batch["mask"]}, training=True)
+                trimmed_outputs = None
+                if transfer:
+                    trimmed_outputs = models[stream](
+                        {"features": trimmed_batch[stream], "mask": trimmed_batch["mask"]},
+                        training=True)
+                terms = losses.stream_loss(
+                    outputs, batch, variant=config.variant, alpha=config.model.alpha,
+                    beta=config.model.beta, sparsity_kind=config.model.sparsity_kind,
+                    global_batch_size=config.train.batch_size,
+                    num_replicas=strategy.num_replicas_in_sync, trimmed_outputs=trimmed_outputs,
+                    trimmed_batch=trimmed_batch,
+                    mmd_segments_per_video=config.model.mmd_segments_per_video)
+            variables = models[stream].trainable_variables
+            gradients = tape.gradient(terms["total"], variables)
+            optimizers[stream].apply_gradients(zip(gradients, variables))
+            results.update({f"{stream}/{name}": value for name, value in terms.items()})
+        return results
+
+    # ---- Model selection on the held-out training videos (video-level labels only).
+    selection = inference.BestWeights(workdir, models, metric="fused classification mAP")
+
+    def select(step):
+        if not selection_videos:
+            return {}
+        held_out = inference.predict_videos(models, data_dir, config.data.train_subset,
+                                            videos=selection_videos)
+        metrics = inference.classification_metrics(held_out, config.detection.theta)
+        selection.offer(step, metrics["fusion_map"])
+        return {f"selection/{key}": value for key, value in metrics.items()}
+
+    profile = None
+    if config.train.profile_steps:
+        profile = tuple(int(v) for v in config.train.profile_steps.split(","))
+    trainer.train(step_fn, config.train.steps, log_every=config.train.log_every,
+                  checkpoint_every=config.train.checkpoint_every,
+                  summary_every=min(100, config.train.log_every), profile_steps=profile,
+                  eval_fn=select if selection_videos else None,
+                  eval_every=config.train.eval_every if selection_videos else None)
+    chosen = selection.restore()
+
+    # ---- Evaluation on the test split, once, with the chosen weights.
+    settings = inference.DetectionSettings(
+        theta=config.detection.theta, thresholds=tuple(config.detection.thresholds),
+        class_threshold=config.detection.class_threshold, top_k=config.detection.top_k,
+        nms_tiou=config.detection.nms_tiou)
+    test_outputs = inference.predict_videos(models, data_dir, config.data.test_subset)
+    classification = inference.classification_metrics(test_outputs, config.detection.theta)
+    detections = inference.detect_videos(test_outputs, settings, feature_rate)
+    predictions = localize.predictions_to_activitynet(detections, classes)
+    localize.write_predictions(os.path.join(workdir, "predictions.json"), predictions)
+    ground_truth = evaluation.load_ground_truth(
+        os.path.join(data_dir, "ground_truth.json"), config.data.test_subset)
+    exclude = evaluation.THUMOS14_BAD_TEST_VIDEOS if config.detection.drop_bad_test_videos else ()
+    detection = evaluation.detection_map(
+        ground_truth, predictions, evaluation.THUMOS14_TIOUS, exclude_videos=exclude)
+    recent = evaluation.detection_map(
+        ground_truth, predictions, evaluation.THUMOS14_AVERAGE_TIOUS, exclude_videos=exclude)
+    metrics = reporting.metrics_document(classification, detection, extra={
+        "variant": config.variant, "seed": config.train.seed, "protocol": "anet",
+        "average_0.1_0.7": recent["average"], "classification_fusion_map": classification["fusion_map"],
+        "selection": chosen, "resumed": bool(resumed), "test_videos": len(test_outputs)})
+    reporting.write_json(os.path.join(workdir, "metrics.json"), metrics)
+
+    # ---- TensorBoard: attention vs ground truth for a few held-out videos; then export.
+    timeline_videos = selection_videos[:4]
+    if timeline_videos:
+        held_out = inference.predict_videos(models, data_dir, config.data.train_subset,
+                                            videos=timeline_videos)
+        truth = evaluation.load_ground_truth(os.path.join(data_dir, "ground_truth.json"),
+                                             config.data.train_subset)
+        for output in held_out:
+            instances = truth.instances[truth.instances["video"] == output.video]
+            image = reporting.attention_timeline(
+                output.attention["rgb"], output.attention["flow"],
+                zip(instances["t_start"], instances["t_end"]), feature_rate)
+            trainer.write_image(f"attention/{output.video}", image, step=int(trainer.step.numpy()))
+    export.export_two_stream(models, os.path.join(workdir, "saved_model"),
+                             feature_dims=manifest["feature_dims"], classes=classes,
+                             feature_rate=feature_rate, settings=settings)
+    trainer.close()
+    print(f"[tsrnet] {config.variant} seed {config.train.seed}: done in {time.time() - started:.0f} s"
+          f" → {workdir}", file=sys.stderr)
+    return metrics
+
+
+def main(argv):
+    del argv
+    if FLAGS.logical_cpus:
+        from tfwsar import train_lib  # pylint: disable=import-outside-toplevel
+        train_lib.use_logical_cpus(FLAGS.logical_cpus)
+    base = config_from_flags()
+    variants = VARIANTS if FLAGS.variant == "all" else tuple(
+        (FLAGS.variant or base.variant).split(","))
+    for variant in variants:
+        if variant not in VARIANTS:
+            raise app.UsageError(f"--variant {variant}: expected one of {VARIANTS} or 'all'")
+    root = FLAGS.workdir or os.path.join("workdir", "tsrnet")
+    from tfwsar import reporting  # pylint: disable=import-outside-toplevel
+
+    rows = []
+    for variant in variants:
+        variant_dir = root if len(variants) == 1 else os.path.join(root, variant)
+        per_seed = []
+        for seed_index in range(FLAGS.seeds):
+            config = dataclasses.replace(
+                base, variant=variant,
+                train=dataclasses.replace(base.train, seed=base.train.seed + seed_index))
+            seed_dir = variant_dir if seed_index == 0 else os.path.join(variant_dir, f"seed_{seed_index}")
+            per_seed.append(run(config, seed_dir))
+        if FLAGS.seeds > 1:
+            reporting.write_json(os.path.join(variant_dir, "metrics_seeds.json"),
+                                 reporting.seeds_summary(per_seed))
+        rows.append((variant if FLAGS.seeds == 1 else f"{variant} (seed {base.train.seed})",
+                     per_seed[0]))
+    print()
+    print(reporting.classification_table([(name, m["classification"]) for name, m in rows]))
+    print()
+    print(reporting.detection_table([(name, m["detection"]) for name, m in rows]))
+    print()
+    print("Embedded default = THUMOS14's real timeline with generated features: compare rows with"
+          " each other, not with the paper row." if not base.data.data_dir else
+          f"Data: {base.data.data_dir}")
+    print(f"Everything is in {os.path.abspath(root)}: metrics.json, predictions.json, saved_model/,"
+          " checkpoints/, train/ + eval/ (TensorBoard), config.json")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,108 @@
+"""What a run leaves behind for people: metrics.json, paper-shaped tables, attention timelines.
+
+`metrics.json` (the public contract of DESIGN.md):
+  {"classification": {"rgb", "flow", "fusion"}   top-1 accuracy in [0, 1],
+   "detection": {"0.1": mAP, ..., "0.9": mAP, "average": mean over those thresholds}}
+plus extra keys a reader may ignore (selection, fused mAP, average over 0.1:0.7, protocol).
+"""
+
+import json
+import os
+
+import numpy as np
+
+# Zhang et al. (AAAI 2019), THUMOS14 test set, real I3D/ResNet features (Tables 1 and 3).
+PAPER_THUMOS14_CLASSIFICATION = {"rgb": 0.744, "flow": 0.796, "fusion": 0.871}
+PAPER_THUMOS14_DETECTION = {"0.1": 0.559, "0.2": 0.469, "0.3": 0.383, "0.4": 0.281, "0.5": 0.186,
+                            "0.6": 0.110, "0.7": 0.0559, "0.8": 0.0219, "0.9": 0.0029}
+PAPER_ACTIVITYNET_DETECTION = {"0.5": 0.331, "0.75": 0.187, "0.95": 0.0332, "average": 0.2178}
+
+
+def write_json(path, document):
+    """Writes JSON atomically (temporary name, then rename)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as file:
+        json.dump(document, file, indent=2, sort_keys=True)
+        file.write("\n")
+    os.replace(temporary, path)
+
+
+def metrics_document(classification, detection, extra=None):
+    """The metrics.json document from classification metrics and an evaluation.detection_map result."""
+    document = {
+        "classification": {key: float(classification[key]) for key in ("rgb", "flow", "fusion")},
+        "detection": {**{key: float(value) for key, value in detection["mAP"].items()},
+                      "average": float(detection["average"])},
+    }
+    document.update(extra or {})
+    return document
+
+
+def seeds_summary(per_seed):
+    """mean ± std (population std over seeds) of every number in a list of metrics documents."""
+    def walk(documents):
+        first = documents[0]
+        if isinstance(first, dict):
+            return {key: walk([d[key] for d in documents]) for key in first
+                    if all(key in d for d in documents)}
+        if isinstance(first, (int, float)) and not isinstance(first, bool):
+            values = np.asarray(documents, np.float64)
+            return {"mean": float(values.mean()), "std": float(values.std()),
+                    "values": [float(v) for v in values]}
+        return None
+    return {"seeds": len(per_seed), "metrics": walk(per_seed)}
+
+
+def _percent(value):
+    return "   -  " if value is None else f"{100 * value:6.2f}"
+
+
+def classification_table(rows, paper=PAPER_THUMOS14_CLASSIFICATION):
+    """Table 1 shape: rows (name, metrics) with RGB / Flow / Fusion top-1 accuracy in percent."""
+    lines = ["Classification accuracy (%)  [shape of TSRNet Table 1]",
+             f"{'model':<34}{'RGB':>8}{'Flow':>8}{'Fusion':>8}"]
+    for name, classification in rows:
+        lines.append(f"{name:<34}" + "".join(
+            f"  {_percent(classification[key])}" for key in ("rgb", "flow", "fusion")))
+    if paper is not None:
+        lines.append(f"{'paper TSRNet (THUMOS14, real)':<34}" + "".join(
+            f"  {_percent(paper[key])}" for key in ("rgb", "flow", "fusion")))
+    return "\n".join(lines)
+
+
+def detection_table(rows, paper=PAPER_THUMOS14_DETECTION):
+    """Table 3 shape: rows (name, detection dict "0.1".."0.9"/"average") as mAP in percent."""
+    keys = [key for key in rows[0][1] if key != "average"] + ["average"]
+    lines = ["Detection mAP (%) at tIoU  [shape of TSRNet Table 3]",
+             f"{'model':<34}" + "".join(f"{key:>8}" for key in keys)]
+    for name, detection in rows:
+        lines.append(f"{name:<34}" + "".join(f"  {_percent(detection.get(key))}" for key in keys))
+    if paper is not None:
+        lines.append(f"{'paper TSRNet (THUMOS14, real)':<34}" + "".join(
+            f"  {_percent(paper.get(key))}" for key in keys))
+    return "\n".join(lines)
+
+
+def attention_timeline(attention_rgb, attention_flow, instances, feature_rate, width=512):
+    """An RGB uint8 image [60, width, 3] of one video: RGB attention (red), flow attention (green),
+    ground-truth instances (white), each a 20-pixel band over the video's time axis.
+
+    Args:
+      attention_rgb, attention_flow: [T] attention over the video's segments.
+      instances: iterable of (t_start, t_end) seconds.
+      feature_rate: segments per second.
+    """
+    length = len(attention_rgb)
+    columns = np.minimum((np.arange(width) * length) // width, length - 1)
+    image = np.zeros((60, width, 3), np.uint8)
+    for band, (attention, channel) in enumerate(((attention_rgb, 0), (attention_flow, 1))):
+        values = np.asarray(attention, np.float64)[columns]
+        peak = values.max() if values.max() > 0 else 1.0
+        image[band * 20:(band + 1) * 20, :, channel] = (255 * values / peak).astype(np.uint8)
+    seconds = (columns + 0.5) / feature_rate
+    covered = np.zeros(width, bool)
+    for t_start, t_end in instances:
+        covered |= (seconds >= t_start) & (seconds <= t_end)
+    image[40:60, covered, :] = 255
+    return image
