@@ -116,7 +116,8 @@ def oracle_wtalc(ground_truth, predictions, thresholds, ambiguous=(), tie_break=
                 video, _, start, end, _ = preds[i]
                 flag = 0
                 for j in range(len(remaining)):
-                    if remaining[j][0] == video and oracle_iou(start, end, remaining[j][2], remaining[j][3]) >= threshold:
+                    other_video, _, other_start, other_end = remaining[j]
+                    if other_video == video and oracle_iou(start, end, other_start, other_end) >= threshold:
                         flag = 1
                         del remaining[j]
                         break
@@ -538,6 +539,13 @@ def test_in_memory_predictions_are_validated_too():
     result = evaluation.detection_map(truth, {"results": {"v1": [{"label": "A", "score": 1, "segment": [0, 10]}]}},
                                       [0.5])
     assert result["mAP"]["0.5"] == 1.0
+    # Result dicts built in memory may hold numpy scalars.
+    result = evaluation.detection_map(truth, {"results": {"v1": [
+        {"label": "A", "score": np.float32(0.5), "segment": [np.float32(0), np.int64(10)]}]}}, [0.5])
+    assert result["mAP"]["0.5"] == 1.0
+    with pytest.raises(DataError, match="must be a number"):
+        evaluation.detection_map(truth, {"results": {"v1": [{"label": "A", "score": True, "segment": [0, 1]}]}},
+                                 [0.5])
 
 
 def test_dataframe_ground_truth_with_several_subsets_needs_a_subset():

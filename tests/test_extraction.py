@@ -1,4 +1,4 @@
-"""Feature extraction: synthetic videos written with PyAV → rgb/ + flow/ features the converter reads."""
+"""Feature extraction: synthetic PyAV videos → rgb/ + flow/ features that the converters read."""
 
 import json
 import os
@@ -204,7 +204,7 @@ def test_frames_backbone_averages_the_frames_of_a_segment():
 def test_imagenet_weights_missing_from_the_keras_cache_fail_with_where_to_put_them(
         tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.setattr(backbones.pathlib.Path, "is_file", lambda self: False)
+    monkeypatch.setattr(backbones, "FALLBACK_CACHE_DIRECTORY", tmp_path / "no_fallback")
     with pytest.raises(DataError) as raised:
         backbones.resolve_weights("resnet101", "imagenet", 224)
     message = str(raised.value)
@@ -305,8 +305,8 @@ def video_directory(tmp_path):
 @pytest.mark.slow
 def test_extraction_writes_features_the_converter_accepts(video_directory, tmp_path, capsys):
     out = tmp_path / "features"
-    status = load_tool().main(["--videos", str(video_directory), "--out", str(out), "--backbone", "tiny",
-                        "--weights", "none", "--batch-size", "2"])
+    status = load_tool().main(["--videos", str(video_directory), "--out", str(out),
+                               "--backbone", "tiny", "--weights", "none", "--batch-size", "2"])
     assert status == 1  # The corrupt video failed; the others were extracted.
     stderr = capsys.readouterr().err
     assert "corrupt" in stderr and "extracted 2" in stderr and "failed 1" in stderr
@@ -379,6 +379,23 @@ def test_clip_backbones_receive_every_frame_and_flow_of_a_segment(video_director
     assert metadata["feature_rate"] == 25 / 8
 
 
+def test_a_decoding_error_inside_the_tf_data_pipeline_keeps_its_type_and_message(tmp_path,
+                                                                                 monkeypatch):
+    path = write_video(tmp_path / "clip.mp4", seconds=2.0)
+    original_frames = video.VideoReader.frames
+
+    def failing_frames(reader):
+        for index, frame in enumerate(original_frames(reader)):
+            if index == 20:
+                raise DataError(f"{reader.path}: damaged packet at frame 20")
+            yield frame
+
+    monkeypatch.setattr(video.VideoReader, "frames", failing_frames)
+    rgb, flow_net = backbones.build_backbones("tiny", weights="none", input_size=32, flow_window=3)
+    with pytest.raises(DataError, match="damaged packet at frame 20"):
+        extract.extract_video(path, rgb, flow_net, flow.OpticalFlow("farneback"), batch_size=1)
+
+
 def load_tool():
     """tools/extract_features.py as a module."""
     sys.path.insert(0, str(REPO / "tools"))
@@ -395,3 +412,49 @@ def test_command_line_reports_a_missing_video_directory(tmp_path, capsys):
     assert status == 1
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'absent'}: not a directory"
     assert not (tmp_path / "out").exists()
+
+
+def test_command_line_with_uncached_imagenet_weights_fails_before_writing_anything(
+        tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(backbones, "FALLBACK_CACHE_DIRECTORY", tmp_path / "no_fallback")
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "clip.mp4").write_bytes(b"not decoded: the weights are checked first")
+    status = load_tool().main(["--videos", str(tmp_path / "videos"), "--out", str(tmp_path / "out")])
+    assert status == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: ImageNet weights for resnet101 are not in the Keras cache")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_raw_videos_become_a_converted_thumos14_dataset(tmp_path):
+    """The whole path inside tfwsar: videos → extract_features → convert_thumos14 → TFRecords."""
+    converter_path = REPO / "tools" / "convert_thumos14.py"
+    annotations = REPO / "tfwsar" / "resources" / "thumos14"
+    if not converter_path.is_file() or not annotations.is_dir():
+        pytest.skip("the THUMOS14 converter or its packaged annotations are absent")
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("video_validation_0000051", "video_test_0000004"):  # Both annotated videos.
+        write_video(videos / f"{name}.mp4", seconds=3.0, fps=30)
+    features = tmp_path / "features"
+    summary = extract.extract_features(videos, features, backbone="tiny", weights="none",
+                                       input_size=32, flow_window=3)
+    assert summary.failed == {}
+
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import convert_thumos14
+    finally:
+        sys.path.remove(str(REPO / "tools"))
+    status = convert_thumos14.main(["--annotations", str(annotations), "--features", str(features),
+                                    "--video-info", str(features / "video_info.csv"),
+                                    "--out", str(tmp_path / "dataset"), "--skip-missing"])
+    assert not status
+    manifest = json.loads((tmp_path / "dataset" / "manifest.json").read_text())
+    assert manifest["feature_rate"] == 1.5625
+    assert manifest["feature_dims"] == {"rgb": 64, "flow": 64}
+    assert {subset: (entry["videos"], entry["segments"])
+            for subset, entry in manifest["subsets"].items()} == {
+                "validation": (1, 4), "test": (1, 4)}  # 3 s at 25 fps = 75 frames → T = 4.

@@ -80,8 +80,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import os
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Mapping, Optional
 
 import numpy as np
 import pandas as pd
@@ -281,7 +282,7 @@ def _read_json(path, what):
 
 
 def _parse_number(value, where, what):
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, str)):
         raise DataError(f"{where}: {what} must be a number, got {value!r}")
     try:
         return float(value)
@@ -320,7 +321,7 @@ def _parse_results(data, source):
             if not isinstance(label, str):
                 raise DataError(f"{source}: results[{video!r}][{index}]: \"label\" must be a string, got {label!r}")
             score = entry.get("score")
-            if isinstance(score, bool) or not isinstance(score, (int, float)):
+            if isinstance(score, (bool, np.bool_)) or not isinstance(score, numbers.Real):
                 raise DataError(f"{source}: results[{video!r}][{index}]: \"score\" must be a number, got {score!r}")
             segment = entry.get("segment")
             if not isinstance(segment, (list, tuple)) or len(segment) != 2:

@@ -180,3 +180,32 @@ class BestWeights:
         if self.record is not None:
             self._checkpoint.read(os.path.join(self.directory, "best")).assert_existing_objects_matched()
         return self.record
+
+
+def detect_videos_from_weights(outputs, weights, class_scores, settings, feature_rate):
+    """Detections of every video from any method's per-segment class weights.
+
+    The same detection rule as `detect_videos` (runs of weights ≥ each threshold, scored by
+    `settings.scoring`, temporal NMS), but the caller supplies the weights and the class scores
+    that choose the classes, e.g. convex clustering's fused segment scores and its re-scored
+    video classes.
+
+    Args:
+      outputs: [VideoOutputs] (their ids and durations).
+      weights: one `[T, C]` array per video, in the order of `outputs`.
+      class_scores: one `[C]` array per video: the classes to localise (`localize.select_classes`).
+      settings: DetectionSettings (`theta` is not used: the weights are already fused).
+      feature_rate: segments per second.
+
+    Returns:
+      {video: [{"label_index", "t_start", "t_end", "score"}]}.
+    """
+    if not len(outputs) == len(weights) == len(class_scores):
+        raise ValueError(f"{len(outputs)} videos, {len(weights)} weight arrays and "
+                         f"{len(class_scores)} class score vectors: one of each per video")
+    return {
+        o.video: localize.localize_from_weights(
+            video_weights, video_scores, feature_rate=feature_rate, threshold=settings.thresholds,
+            class_threshold=settings.class_threshold, top_k=settings.top_k,
+            scoring=settings.scoring, nms_tiou=settings.nms_tiou, duration=o.duration)
+        for o, video_weights, video_scores in zip(outputs, weights, class_scores)}

@@ -1,7 +1,8 @@
 """Extracts per-video RGB and optical-flow features from video files.
 
     python tools/extract_features.py --videos DIR --out DIR [--fps 25] [--stride 16]
-        [--weights imagenet|none|PATH] [--backbone resnet101|resnet50|mobilenet_v2|tiny|saved_model:PATH]
+        [--weights imagenet|none|PATH]
+        [--backbone resnet101|resnet50|mobilenet_v2|tiny|saved_model:PATH]
 
 Every video file under --videos (mp4, avi, mkv, webm, recursively) becomes OUT/rgb/<stem>.npy and
 OUT/flow/<stem>.npy (float32 [T, D], one row per --stride frames at --fps), the layout
@@ -25,7 +26,8 @@ from tfwsar.extraction import flow  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--videos", required=True, help="directory searched recursively for videos")
     parser.add_argument("--out", required=True, help="output directory (rgb/, flow/, extraction.json)")
     parser.add_argument("--fps", type=float, default=25.0, help="frame rate videos are resampled to")
@@ -52,7 +54,8 @@ def parse_args(argv=None):
     parser.add_argument("--input-size", type=int, default=None,
                         help="square crop side fed to the networks (default 224; tiny: 64)")
     parser.add_argument("--short-side", type=int, default=None,
-                        help="shorter side resized to this before the centre crop (default size*256/224)")
+                        help="shorter side resized to this before the centre crop "
+                             "(default input size * 256/224)")
     parser.add_argument("--batch-size", type=int, default=16, help="segments per inference batch")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,

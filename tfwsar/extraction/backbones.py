@@ -36,6 +36,8 @@ from tfwsar.errors import DataError
 KERAS_BACKBONES = ("resnet101", "resnet50", "mobilenet_v2", "tiny")
 SAVED_MODEL_PREFIX = "saved_model:"
 
+# Keras falls back to this cache when the home directory is not writable.
+FALLBACK_CACHE_DIRECTORY = pathlib.Path("/tmp/.keras/models")
 _IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
 _MOBILENET_V2_ROWS = (96, 128, 160, 192, 224)
 _WEIGHTS_URLS = {
@@ -78,7 +80,7 @@ def resolve_weights(backbone, weights, input_size):
         return None
     if weights == "imagenet":
         file_name = imagenet_weights_file(backbone, input_size)
-        candidates = [keras_cache_directory() / file_name, pathlib.Path("/tmp/.keras/models") / file_name]
+        candidates = [keras_cache_directory() / file_name, FALLBACK_CACHE_DIRECTORY / file_name]
         for candidate in candidates:
             if candidate.is_file():
                 return str(candidate)
@@ -153,7 +155,8 @@ def cross_modality_initialise(rgb_network, flow_network):
             if rgb_weight.shape == flow_weight.shape:
                 converted.append(rgb_weight)
             elif (averaged_layer is None and rgb_weight.ndim == 4
-                  and rgb_weight.shape[:2] + rgb_weight.shape[3:] == flow_weight.shape[:2] + flow_weight.shape[3:]):
+                  and rgb_weight.shape[:2] == flow_weight.shape[:2]
+                  and rgb_weight.shape[3] == flow_weight.shape[3]):
                 # Kernel [kh, kw, in, out]: average over the RGB channels, replicate over flow ones.
                 mean = rgb_weight.mean(axis=2, keepdims=True)
                 converted.append(np.repeat(mean, flow_weight.shape[2], axis=2))
@@ -327,10 +330,12 @@ def saved_model_backbone(spec, modality, input_size=None, stride=16, flow_window
     else:
         expected = channels if channels is not None else 2 * flow_window
         if expected % 2:
-            raise DataError(f"{path}: a flow frames network needs an even channel count, got {expected}")
+            raise DataError(f"{path}: a flow frames network needs an even channel count, "
+                            f"got {expected}")
         flow_window = expected // 2
     if channels is not None and channels != expected:
-        raise DataError(f"{path}: {modality} input needs {expected} channels, the model takes {channels}")
+        raise DataError(f"{path}: {modality} input needs {expected} channels, "
+                        f"the model takes {channels}")
     size = shape[-2] if shape[-2] is not None else (input_size or 224)
     if input_size and size != input_size:
         raise DataError(f"{path}: the model takes {size}x{size} frames, not --input-size {input_size}")

@@ -121,17 +121,20 @@ def extract_video(path, rgb_backbone, flow_backbone, optical_flow, fps=25.0, str
         expected = reader.estimated_frames
         expected_segments = None if expected is None else max(1, expected // stride)
         rgb_parts, flow_parts, magnitudes = [], [], []
+        batches = iter(dataset)
         try:
-            for batch in dataset:
+            for batch in batches:
                 rgb_parts.append(rgb_backbone(batch["rgb"]))
                 flow_parts.append(flow_backbone(batch["flow"]))
                 magnitudes.append(batch["flow_magnitude"].numpy())
                 if on_batch is not None:
                     on_batch(sum(len(part) for part in rgb_parts), expected_segments)
-        except tf.errors.OpError as error:
-            if generator_error:
+        except tf.errors.OpError:
+            if generator_error:  # The generator's own exception, not tf.data's rewrapping of it.
                 raise generator_error[0] from None
             raise
+        finally:
+            del batches  # Stops the prefetching generator before the reader closes the file.
         rgb_features = np.concatenate(rgb_parts).astype(np.float32)
         flow_features = np.concatenate(flow_parts).astype(np.float32)
         for name, features in (("rgb", rgb_features), ("flow", flow_features)):
@@ -238,13 +241,12 @@ def extract_features(videos_dir, out_dir, backbone="resnet101", weights="imagene
                 "flow_window": int(flow_window), "flow_algorithm": optical_flow.algorithm,
                 "flow_bound": float(flow_bound), "input_size": int(input_size),
                 "short_side": int(short_side), "seed": int(seed)}
-    out_dir.mkdir(parents=True, exist_ok=True)
     metadata = _load_metadata(out_dir, settings)
     sample_indices(stride, rgb_samples)  # Validates before the (slow) backbone build.
     flow_lib.window_indices(stride, flow_window)
     rgb_backbone, flow_backbone_net = backbones_lib.build_backbones(
         backbone, weights, flow_backbone, flow_weights, input_size, stride, flow_window, seed)
-    (out_dir / "rgb").mkdir(exist_ok=True)
+    (out_dir / "rgb").mkdir(parents=True, exist_ok=True)  # Only now: a setup error leaves no OUT.
     (out_dir / "flow").mkdir(exist_ok=True)
     metadata = {
         **settings,

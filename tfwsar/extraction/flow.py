@@ -100,7 +100,7 @@ class OpticalFlow:
 
 
 def flow_to_image(flow, bound=20.0):
-    """Flow `[..., 2]` (pixels/frame) → uint8 image `[..., 2]`: clipped to ±bound, scaled to 0..255."""
+    """Flow `[..., 2]` (pixels/frame) → uint8 `[..., 2]`: clipped to ±bound, scaled to 0..255."""
     scaled = (np.clip(flow, -bound, bound) + bound) * (255.0 / (2.0 * bound))
     return np.round(scaled).astype(np.uint8)
 

@@ -182,7 +182,7 @@ def run(config, workdir):
         dataset = pipeline.paired_dataset(untrimmed, trimmed)
     print(f"[tsrnet] {config.variant}: {len(train_videos)} training videos, "
           f"{len(selection_videos)} held out for selection, {len(classes)} classes, "
-          f"data {data_dir}", file=sys.stderr)
+          f"{strategy.num_replicas_in_sync} replicas, data {data_dir}", file=sys.stderr)
 
     # ---- Model: one network and one optimizer per stream (own learning rates).
     streams = inference.STREAMS
@@ -268,11 +268,11 @@ def run(config, workdir):
     exclude = evaluation.THUMOS14_BAD_TEST_VIDEOS if config.detection.drop_bad_test_videos else ()
     detection = evaluation.detection_map(
         ground_truth, predictions, evaluation.THUMOS14_TIOUS, exclude_videos=exclude)
-    recent = evaluation.detection_map(
-        ground_truth, predictions, evaluation.THUMOS14_AVERAGE_TIOUS, exclude_videos=exclude)
+    recent_average = float(np.mean([detection["mAP"][evaluation.tiou_key(t)]
+                                    for t in evaluation.THUMOS14_AVERAGE_TIOUS]))
     metrics = reporting.metrics_document(classification, detection, extra={
         "variant": config.variant, "seed": config.train.seed, "protocol": "anet",
-        "average_0.1_0.7": recent["average"], "classification_fusion_map": classification["fusion_map"],
+        "average_0.1_0.7": recent_average, "classification_fusion_map": classification["fusion_map"],
         "selection": chosen, "resumed": bool(resumed), "test_videos": len(test_outputs)})
     reporting.write_json(os.path.join(workdir, "metrics.json"), metrics)
 
