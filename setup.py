@@ -25,6 +25,6 @@ setuptools.setup(
     ],
     extras_require={
         "test": ["pytest>=7"],
-        "video": ["av>=11", "opencv-python-headless>=4.8"],
+        "video": ["av>=11", "opencv-python-headless>=4.8,<4.12"],
     },
 )

@@ -135,3 +135,14 @@ def test_paired_dataset_yields_untrimmed_and_trimmed_batches(dataset_dir):
 def test_missing_shards_raise_naming_the_directory(tmp_path, dataset_dir):
     with pytest.raises(FileNotFoundError, match="no TFRecord shards"):
         pipeline.training_dataset(dataset_dir, ["training"], num_segments=8, batch_size=1)
+
+
+def test_uniform_sampling_never_indexes_past_the_end():
+    # The largest float32 below 1 as every offset: for T = 213, N = 200 the last slice's
+    # (199 + offset) · 213 / 200 rounds to 213 in float32 — one past the last segment.
+    largest_offset = np.nextafter(np.float32(1), np.float32(0))
+    for length in (213, 1000, 4097):
+        indices = pipeline._uniform_indices(
+            tf.constant(length), 200, tf.fill([200], largest_offset))
+        assert int(tf.reduce_max(indices)) == length - 1
+        assert np.all(np.diff(indices.numpy()) >= 0)

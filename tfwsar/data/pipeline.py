@@ -46,17 +46,25 @@ def _keep_videos(videos):
     return lambda example: table.lookup(example["video"]) > 0
 
 
+def _uniform_indices(num_segments_video, num_segments, offsets):
+    """One index from each of `num_segments` equal slices of [0, T_video): slice k gives
+    ⌊(k + offset_k) · T_video / num_segments⌋, offsets in [0, 1)."""
+    length = tf.cast(num_segments_video, tf.float32)
+    bounds = tf.range(num_segments, dtype=tf.float32) + offsets
+    sampled = tf.cast(tf.floor(bounds * length / num_segments), tf.int32)
+    # float32 rounding can put the last slice's (k + offset)·T/N on T itself: clamp.
+    return tf.minimum(sampled, num_segments_video - 1)
+
+
 def _segment_indices(num_segments_video, num_segments, sampling, seed):
     """Indices of the `num_segments` segments kept from a video of `num_segments_video` segments.
 
     "uniform": slice [0, T_video) into `num_segments` equal parts and draw one index from each;
     "crop": a random contiguous window. Videos no longer than `num_segments` keep every segment.
     """
-    length = tf.cast(num_segments_video, tf.float32)
     if sampling == "uniform":
         offsets = tf.random.stateless_uniform([num_segments], seed=seed)
-        bounds = tf.range(num_segments, dtype=tf.float32) + offsets
-        sampled = tf.cast(tf.floor(bounds * length / num_segments), tf.int32)
+        sampled = _uniform_indices(num_segments_video, num_segments, offsets)
     elif sampling == "crop":
         start = tf.random.stateless_uniform(
             [], seed=seed, minval=0, maxval=num_segments_video - num_segments + 1, dtype=tf.int32)
