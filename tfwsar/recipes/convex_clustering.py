@@ -48,7 +48,7 @@ Decisions (the paper leaves these open):
   exactly −Σ_x L_cc(x) of the collected videos.
 * Defaults: n = 32 exemplars per class, α = 0.5 on the Euclidean d (FC2 distances between
   segments are O(1–10) on the default data, so α·d spans a few nats: the kernel neither
-  collapses to the nearest exemplar nor goes flat), λ = 0.1, ε = 1e-4 with a cap of 500 updates,
+  collapses to the nearest exemplar nor goes flat), λ = 0.1, ε = 1e-3 with a cap of 300 updates,
   test-time k = ⌈T/8⌉ per class (W-TALC's k for top-k pooling; `clustering.test_k` fixes it).
 * The loss: per stream, L = L_class + smoothness + sparsity (`losses.stream_loss`, variant
   "srnet"; the attention regularisers are off by default, Peng et al. use none) + λ·L_cc. L_cc is
@@ -143,8 +143,8 @@ class ClusteringConfig:
     alpha: float = 0.5  # α of the kernel exp(−α d)
     squared_distance: bool = False  # False: d Euclidean (paper); True: ‖·‖²
     loss_weight: float = 0.1  # λ of L_cc
-    epsilon: float = 1e-4  # ε of Q's stopping rule
-    max_iterations: int = 500  # cap on Q updates
+    epsilon: float = 1e-3  # ε of Q's stopping rule (bounds f(q*) − f(q), in nats)
+    max_iterations: int = 300  # cap on Q updates
     test_k: int = 0  # segments kept per class at test time; 0 = ⌈test_k_fraction · T⌉
     test_k_fraction: float = 0.125
 
@@ -330,18 +330,19 @@ def segments_per_class(num_segments, settings):
     return max(1, int(math.ceil(settings.test_k_fraction * num_segments)))
 
 
-def select_union(output, exemplars, log_q, settings, theta):
+def select_union(output, exemplars, log_q, settings, theta, cost_fn=None):
     """Test time: the union over classes of each class's k least-cost segments, `[T]` bool.
 
     Per stream the cost −log Σ_{s'∈D_c} q_{s'} exp(−α d(φ(s), φ(s'))) `[T, C]`, fused
-    θ·cost_rgb + (1 − θ)·cost_flow; classes without exemplars take no part.
+    θ·cost_rgb + (1 − θ)·cost_flow; classes without exemplars take no part. `cost_fn` is
+    `losses.segment_convex_clustering_cost` or a `tf.function` of it (the default is eager).
     """
     from tfwsar import clustering, losses  # pylint: disable=import-outside-toplevel
 
-    costs = {stream: losses.segment_convex_clustering_cost(
+    cost_fn = cost_fn or losses.segment_convex_clustering_cost
+    costs = {stream: np.asarray(cost_fn(
         output.features[stream], exemplars[stream], log_q[stream], settings.alpha,
-        squared_distance=settings.squared_distance).numpy().astype(np.float64)
-        for stream in ("rgb", "flow")}
+        squared_distance=settings.squared_distance), np.float64) for stream in ("rgb", "flow")}
     has_exemplars = np.isfinite(log_q["rgb"]).any(axis=1) & np.isfinite(log_q["flow"]).any(axis=1)
     cost = theta * costs["rgb"] + (1.0 - theta) * costs["flow"]
     length = cost.shape[0]
@@ -659,8 +660,9 @@ def run(config, workdir, *, on_progress=None):
     if clustering_config.rounds > 0:
         stored = {"exemplars": {s: exemplars[s].numpy() for s in streams},
                   "log_q": {s: log_q[s].numpy() for s in streams}}
+        cost_fn = tf.function(losses.segment_convex_clustering_cost, reduce_retracing=True)
         unions = [select_union(o, stored["exemplars"], stored["log_q"], clustering_config,
-                               config.detection.theta) for o in test_outputs]
+                               config.detection.theta, cost_fn) for o in test_outputs]
         final, predictions = evaluate_outputs(test_outputs, unions, config=config,
                                               feature_rate=feature_rate, classes=classes,
                                               ground_truth=ground_truth)

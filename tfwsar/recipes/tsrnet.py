@@ -53,20 +53,20 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 1200
+    steps: int = 600
     batch_size: int = 16  # paper
     learning_rate_rgb: float = 0.01
     learning_rate_flow: float = 0.01
-    decay_every: int = 800  # paper: ÷10 every 5,000 of its steps
+    decay_every: int = 400  # paper: ÷10 every 5,000 of its steps
     decay_factor: float = 0.1  # paper
     momentum: float = 0.9  # paper
     seed: int = 0
     deterministic: bool = True
     strategy: str = "auto"  # auto | default | mirrored | multi_worker
     steps_per_execution: int = 10
-    log_every: int = 200
-    eval_every: int = 200
-    checkpoint_every: int = 400
+    log_every: int = 100
+    eval_every: int = 100
+    checkpoint_every: int = 200
     profile_steps: str = ""  # "start,stop" global steps to trace with the TF profiler
 
 
