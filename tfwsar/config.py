@@ -38,8 +38,9 @@ def _parse_value(text, field_type, key):
             return None
         inner = [arg for arg in typing.get_args(field_type) if arg is not type(None)]
         return _parse_value(text, inner[0], key)
-    if origin is tuple:
-        element_type = typing.get_args(field_type)[0]
+    if origin is tuple or field_type is tuple:
+        # tuple[float, ...] gives its element type; a bare `tuple` holds numbers.
+        element_type = typing.get_args(field_type)[0] if origin is tuple else float
         items = [item for item in text.replace(" ", "").split(",") if item]
         return tuple(_parse_value(item, element_type, key) for item in items)
     if field_type is bool:

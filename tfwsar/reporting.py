@@ -79,7 +79,8 @@ def detection_table(rows, paper=PAPER_THUMOS14_DETECTION):
     for name, detection in rows:
         lines.append(f"{name:<34}" + "".join(f"  {_percent(detection.get(key))}" for key in keys))
     if paper is not None:
-        lines.append(f"{'paper TSRNet (THUMOS14, real)':<34}" + "".join(
+        dataset = "THUMOS14" if paper is PAPER_THUMOS14_DETECTION else "ActivityNet1.3"
+        lines.append(f"{f'paper TSRNet ({dataset}, real)':<34}" + "".join(
             f"  {_percent(paper.get(key))}" for key in keys))
     return "\n".join(lines)
 
