@@ -9,6 +9,7 @@ the streams and their fusion (`classification_metrics`), TSRNet-style detection 
 import dataclasses
 import json
 import os
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -40,14 +41,24 @@ class VideoOutputs:
     segment_probabilities: dict
 
 
+_FORWARD_PASSES = weakref.WeakKeyDictionary()  # rgb model → its compiled two-stream pass
+
+
 def make_forward(models):
-    """A compiled inference pass of both streams; T may change between calls without retracing."""
+    """A compiled inference pass of both streams; T may change between calls without retracing.
+
+    One function per pair of models, reused by every later call (each periodic evaluation would
+    otherwise trace anew).
+    """
+    if models["rgb"] in _FORWARD_PASSES:
+        return _FORWARD_PASSES[models["rgb"]]
 
     @tf.function(reduce_retracing=True)
     def forward(batch):
         return {stream: models[stream]({"features": batch[stream], "mask": batch["mask"]},
                                        training=False) for stream in STREAMS}
 
+    _FORWARD_PASSES[models["rgb"]] = forward
     return forward
 
 
