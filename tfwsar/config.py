@@ -8,8 +8,9 @@ so that a run can be reproduced from its workdir alone.
 
 import dataclasses
 import json
-import os
 import typing
+
+from tfwsar import files
 
 
 def to_dict(config):
@@ -22,12 +23,8 @@ def to_json(config):
 
 
 def write_json(config, path):
-    """Writes the resolved configuration atomically (temporary name, then rename)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as file:
-        file.write(to_json(config) + "\n")
-    os.replace(temporary, path)
+    """Writes the resolved configuration atomically (see tfwsar.files)."""
+    files.write_json_atomically(path, to_dict(config), sort_keys=True)
 
 
 def _parse_value(text, field_type, key):

@@ -14,7 +14,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from tfwsar import evaluation, localize
+from tfwsar import evaluation, files, localize
 from tfwsar.data import pipeline
 
 STREAMS = ("rgb", "flow")
@@ -180,10 +180,7 @@ class BestWeights:
         os.makedirs(self.directory, exist_ok=True)
         self._checkpoint.write(os.path.join(self.directory, "best"))
         self.record = {"step": int(step), "score": float(score), "metric": self.metric}
-        temporary = self._record_path + ".tmp"
-        with open(temporary, "w", encoding="utf-8") as file:
-            json.dump(self.record, file)
-        os.replace(temporary, self._record_path)
+        files.write_json_atomically(self._record_path, self.record)
         return True
 
     def restore(self):

@@ -26,11 +26,10 @@ Choices the paper leaves open, made here:
 No Keras here: everything is numpy on one video's arrays.
 """
 
-import json
-import os
 
 import numpy as np
 
+from tfwsar import files
 from tfwsar.errors import DataError
 
 SCORINGS = ("mean", "contrast")
@@ -296,20 +295,6 @@ def predictions_to_activitynet(
 
 
 def write_predictions(path, predictions):
-    """Writes `predictions` (ActivityNet result dict) as JSON atomically.
-
-    The JSON goes to a temporary file in the same directory, renamed over `path` only when
-    complete, so a failure (e.g. a NaN score, refused) leaves any previous file untouched.
-    """
-    path = os.path.abspath(os.fspath(path))
-    temporary = os.path.join(
-        os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp"
-    )
-    try:
-        with open(temporary, "w", encoding="utf-8") as stream:
-            json.dump(predictions, stream, allow_nan=False)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    """Writes `predictions` (ActivityNet result dict) as JSON atomically (see tfwsar.files);
+    a NaN score is refused and leaves any previous file untouched."""
+    files.write_json_atomically(path, predictions, indent=None)

@@ -6,10 +6,9 @@
 plus extra keys a reader may ignore (selection, fused mAP, average over 0.1:0.7, protocol).
 """
 
-import json
-import os
-
 import numpy as np
+
+from tfwsar import files
 
 # Zhang et al. (AAAI 2019), THUMOS14 test set, real I3D/ResNet features (Tables 1 and 3).
 PAPER_THUMOS14_CLASSIFICATION = {"rgb": 0.744, "flow": 0.796, "fusion": 0.871}
@@ -19,13 +18,8 @@ PAPER_ACTIVITYNET_DETECTION = {"0.5": 0.331, "0.75": 0.187, "0.95": 0.0332, "ave
 
 
 def write_json(path, document):
-    """Writes JSON atomically (temporary name, then rename)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as file:
-        json.dump(document, file, indent=2, sort_keys=True)
-        file.write("\n")
-    os.replace(temporary, path)
+    """Writes a report (metrics.json, metrics_seeds.json) atomically, keys sorted."""
+    files.write_json_atomically(path, document, sort_keys=True)
 
 
 def metrics_document(classification, detection, extra=None):

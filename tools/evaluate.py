@@ -11,12 +11,9 @@ the Ambiguous rule: `tfwsar/evaluation.py`. Bad input: `error: ...` on stderr, e
 """
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 
-from tfwsar import evaluation
+from tfwsar import evaluation, files
 from tfwsar.errors import DataError
 
 PRESETS = {
@@ -65,21 +62,6 @@ def resolve_thresholds(tiou, average_tiou):
     return thresholds, average_tiou
 
 
-def write_json_atomically(path, payload):
-    directory = os.path.dirname(os.path.abspath(path))
-    handle = tempfile.NamedTemporaryFile("w", dir=directory, prefix=".evaluate-", suffix=".tmp",
-                                         delete=False, encoding="utf-8")
-    try:
-        with handle:
-            json.dump(payload, handle, indent=2)
-            handle.write("\n")
-        os.replace(handle.name, path)
-    except BaseException:
-        if os.path.exists(handle.name):
-            os.remove(handle.name)
-        raise
-
-
 def main(argv=None):
     args = parse_args(argv)
     try:
@@ -112,7 +94,7 @@ def main(argv=None):
         payload = {"mAP": result["mAP"], "average": result["average"],
                    "average_tious": result["average_tious"], "protocol": result["protocol"],
                    "subset": args.subset, "per_class": result["per_class"]}
-        write_json_atomically(args.json, payload)
+        files.write_json_atomically(args.json, payload)
     return 0
 
 

@@ -54,12 +54,12 @@ import math
 import os
 import pathlib
 import re
-import tempfile
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from tfwsar import files
 from tfwsar.errors import DataError
 
 VIDEO_COLUMNS = ("video", "subset", "duration", "labels")
@@ -557,14 +557,27 @@ def read_ucf101_splits(directory, split=1) -> Annotations:
     return Annotations(list(class_index), videos, empty, empty.copy(), "ucf101")
 
 
-def ucf101_classes_overlapping(target_classes: Sequence[str], ucf_classes: Iterable[str]) -> dict[str, str]:
-    """Maps each target class that is also a UCF101 class to its UCF101 name (exact match).
+def _class_key(name):
+    """Class names compared across datasets: lower case, letters and digits only."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
 
-    Returns {target name: UCF101 name} in target order; classes without a UCF101 twin are left
-    out. All 20 THUMOS14 detection classes are UCF101 classes.
+
+def ucf101_classes_overlapping(target_classes: Sequence[str], ucf_classes: Iterable[str]) -> dict[str, str]:
+    """Maps each target class that is also a UCF101 class to its UCF101 name.
+
+    Names match after lower-casing and dropping everything but letters and digits (ActivityNet's
+    "Long jump" is UCF101's "LongJump"; THUMOS14's 20 detection classes are UCF101 names already);
+    each UCF101 class serves one target class at most.
+
+    Returns {target name: UCF101 name} in target order; classes without a UCF101 twin are left out.
     """
-    ucf = set(ucf_classes)
-    return {name: name for name in target_classes if name in ucf}
+    ucf_by_key = {_class_key(name): name for name in ucf_classes}
+    matched = {}
+    for target in target_classes:
+        ucf_name = ucf_by_key.get(_class_key(target))
+        if ucf_name is not None and ucf_name not in matched.values():
+            matched[target] = ucf_name
+    return matched
 
 
 # ----------------------------------------------------------------------------------------------
@@ -638,20 +651,7 @@ def read_ground_truth(path) -> Annotations:
 
 
 def _write_json_atomically(path, document):
-    path = pathlib.Path(path)
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent or ".",
-                                         prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            json.dump(document, handle, allow_nan=False)
-        os.replace(handle.name, path)
-    except BaseException:
-        os.unlink(handle.name)
-        raise
-
-
-# ----------------------------------------------------------------------------------------------
-# Durations
+    files.write_json_atomically(path, document, indent=None)
 
 
 def clip_to_duration(annotations: Annotations, *, return_dropped: bool = False):

@@ -142,28 +142,18 @@ def convert_activitynet(annotations, features, out, *, video_info=None, fps=25.0
         shard_size=shard_size, show_progress=show_progress)
 
 
-def _normalised(name):
-    """Class names compared across datasets: lower case, letters and digits only."""
-    return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
 def restrict_to_classes(ucf101, target_classes, target_description):
     """UCF101 annotations restricted to the classes of another dataset, in that dataset's order.
 
-    Names match after lower-casing and dropping everything but letters and digits (ActivityNet's
-    "Long jump" is UCF101's "LongJump"; THUMOS14's 20 classes are UCF101 names already). The result
+    Names match as `annotations.ucf101_classes_overlapping` says (case and punctuation ignored,
+    so ActivityNet's "Long jump" is UCF101's "LongJump"). The result
     has `classes = target_classes` (all of them, so that indices align, even those without UCF101
     clips), only the clips of matched classes, their labels renamed to the target's spelling.
 
     Returns:
       (annotations, {target class: UCF101 class} for the classes kept).
     """
-    ucf_by_key = {_normalised(name): name for name in ucf101.classes}
-    matched = {}
-    for target in target_classes:
-        ucf_name = ucf_by_key.get(_normalised(target))
-        if ucf_name is not None and ucf_name not in matched.values():
-            matched[target] = ucf_name
+    matched = annotation_io.ucf101_classes_overlapping(target_classes, ucf101.classes)
     if not matched:
         raise DataError(f"no UCF101 class is a class of {target_description} "
                         f"({len(target_classes)} classes, e.g. {list(target_classes)[:3]})")

@@ -389,7 +389,6 @@ def write_converted_dataset(out_dir, *, name, annotations, features, feature_fps
             source=annotations.source))
         ground_truth_path = staged / GROUND_TRUTH_NAME
         annotation_io.write_ground_truth(ground_truth_path, kept_annotations)
-        os.chmod(ground_truth_path, _default_mode(0o666))
 
         instance_counts = kept_annotations.instances["subset"].value_counts()
         video_counts = kept["subset"].value_counts()

@@ -18,7 +18,6 @@ import dataclasses
 import os
 import sys
 import time
-from typing import Optional
 
 from absl import app, flags
 
