@@ -29,7 +29,7 @@ No Keras here: everything is numpy on one video's arrays.
 
 import numpy as np
 
-from tfwsar import files
+from tfwsar import evaluation, files
 from tfwsar.errors import DataError
 
 SCORINGS = ("mean", "contrast")
@@ -68,24 +68,16 @@ def contiguous_runs(active):
     return [(int(start), int(stop) - 1) for start, stop in zip(changes[0::2], changes[1::2])]
 
 
-def temporal_iou(first, second):
-    """tIoU of two `(t_start, t_end)` intervals."""
-    intersection = max(0.0, min(first[1], second[1]) - max(first[0], second[0]))
-    union = (first[1] - first[0]) + (second[1] - second[0]) - intersection
-    return intersection / union if union > 0 else 0.0
-
-
 def temporal_nms(detections, tiou_threshold):
     """Greedy per-class NMS: keep the best-scoring detection, drop those with tIoU > threshold."""
     kept = []
     for detection in sorted(detections, key=lambda d: d["score"], reverse=True):
-        interval = (detection["t_start"], detection["t_end"])
-        if all(
-            other["label_index"] != detection["label_index"]
-            or temporal_iou(interval, (other["t_start"], other["t_end"])) <= tiou_threshold
-            for other in kept
-        ):
-            kept.append(detection)
+        rivals = [[other["t_start"], other["t_end"]] for other in kept
+                  if other["label_index"] == detection["label_index"]]
+        if rivals and evaluation.temporal_iou(
+                [[detection["t_start"], detection["t_end"]]], rivals).max() > tiou_threshold:
+            continue
+        kept.append(detection)
     return kept
 
 

@@ -143,6 +143,7 @@ class ClusteringConfig:
     alpha: float = 0.5  # α of the kernel exp(−α d)
     squared_distance: bool = False  # False: d Euclidean (paper); True: ‖·‖²
     loss_weight: float = 0.1  # λ of L_cc
+    attention_gradient: bool = False  # let L_cc's gradient reach p(s|x) (see the docstring)
     epsilon: float = 1e-3  # ε of Q's stopping rule (bounds f(q*) − f(q), in nats)
     max_iterations: int = 300  # cap on Q updates
     test_k: int = 0  # segments kept per class at test time; 0 = ⌈test_k_fraction · T⌉
@@ -518,8 +519,11 @@ def run(config, workdir, *, on_progress=None):
                 if with_clustering:
                     # φ and p without dropout: the same functions that built D and fitted Q.
                     embedding = models[stream](inputs, training=False)
+                    attention = embedding["attention"]
+                    if not clustering_config.attention_gradient:
+                        attention = tf.stop_gradient(attention)
                     per_video = losses.convex_clustering_loss(
-                        embedding["fc2"], embedding["attention"], batch["mask"], batch["labels"],
+                        embedding["fc2"], attention, batch["mask"], batch["labels"],
                         exemplars[stream], log_q[stream], clustering_config.alpha,
                         squared_distance=clustering_config.squared_distance,
                         valid=exemplar_valid)
