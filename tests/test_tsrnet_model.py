@@ -120,12 +120,18 @@ def test_fuse_streams_weights_rgb_by_theta():
     np.testing.assert_allclose(tsrnet.fuse_streams(rgb, flow, 0.7), [0.7, 0.3])
 
 
-def test_paper_schedule_divides_the_learning_rate_by_ten_every_5000_steps():
+def test_paper_preset_trains_with_the_paper_schedule():
+    from tfwsar import train_lib
+    from tfwsar.recipes import tsrnet as recipe
+
+    paper = recipe.get_config("paper").train
     hyperparameters = tsrnet.PAPER_HYPERPARAMETERS
-    assert (hyperparameters.batch_size, hyperparameters.momentum) == (16, 0.9)
-    schedule = hyperparameters.learning_rate_schedule("flow")
-    rates = [float(schedule(step)) for step in (0, 4999, 5000, 10000)]
+    assert (paper.batch_size, paper.momentum) == (hyperparameters.batch_size, 0.9) == (16, 0.9)
+    assert (paper.learning_rate_rgb, paper.learning_rate_flow) == (1e-4, 5e-4)
+    optimizer = train_lib.sgd_with_step_decay(paper.learning_rate_flow, paper.decay_every,
+                                              paper.decay_factor, paper.momentum)
+    rates = []
+    for step in (0, 4999, 5000, 10000):
+        optimizer.iterations.assign(step)
+        rates.append(float(optimizer.learning_rate))
     np.testing.assert_allclose(rates, [5e-4, 5e-4, 5e-5, 5e-6], rtol=1e-6)
-    assert hyperparameters.learning_rate("rgb") == 1e-4
-    with pytest.raises(ValueError):
-        hyperparameters.learning_rate("depth")

@@ -57,23 +57,6 @@ class TSRNetHyperparameters:
     beta: float = 0.01  # ours: sparsity weight β (entropy reading)
     fusion_theta: float = 0.5  # ours: θ in θ·rgb + (1−θ)·flow
 
-    def learning_rate(self, stream):
-        """Initial learning rate of `stream` ("rgb" or "flow")."""
-        if stream == "rgb":
-            return self.learning_rate_rgb
-        if stream == "flow":
-            return self.learning_rate_flow
-        raise ValueError(f"unknown stream {stream!r}; expected 'rgb' or 'flow'")
-
-    def learning_rate_schedule(self, stream):
-        """The paper's step schedule: lr · 0.1^⌊step / 5000⌋ for `stream`."""
-        return keras.optimizers.schedules.ExponentialDecay(
-            initial_learning_rate=self.learning_rate(stream),
-            decay_steps=self.learning_rate_decay_steps,
-            decay_rate=self.learning_rate_decay_factor,
-            staircase=True,
-        )
-
 
 PAPER_HYPERPARAMETERS = TSRNetHyperparameters()
 

@@ -101,14 +101,21 @@ def get_config(preset="default"):
     if preset == "default":
         return config
     if preset == "paper":
+        from tfwsar.models.tsrnet import PAPER_HYPERPARAMETERS as paper  # pylint: disable=import-outside-toplevel
         return dataclasses.replace(
             config,
             data=dataclasses.replace(config.data, num_segments=750, trimmed_num_segments=32),
-            model=dataclasses.replace(config.model, fc1_units=512, fc2_units=512,
-                                      attention_units=256, mmd_segments_per_video=32),
-            train=dataclasses.replace(config.train, steps=15000, learning_rate_rgb=1e-4,
-                                      learning_rate_flow=5e-4, decay_every=5000, log_every=500,
-                                      eval_every=1000, checkpoint_every=1000))
+            model=dataclasses.replace(
+                config.model, fc1_units=paper.fc1_units, fc2_units=paper.fc2_units,
+                attention_units=paper.attention_units, dropout_rate=paper.dropout_rate,
+                mmd_segments_per_video=32),
+            train=dataclasses.replace(
+                config.train, steps=15000, batch_size=paper.batch_size,
+                learning_rate_rgb=paper.learning_rate_rgb,
+                learning_rate_flow=paper.learning_rate_flow,
+                decay_every=paper.learning_rate_decay_steps,
+                decay_factor=paper.learning_rate_decay_factor, momentum=paper.momentum,
+                log_every=500, eval_every=1000, checkpoint_every=1000))
     if preset == "activitynet":
         paper = get_config("paper")
         return dataclasses.replace(
