@@ -80,3 +80,24 @@ def test_two_logical_cpus_train_with_mirrored_strategy(tmp_path):
 def test_unknown_override_names_the_key():
     with pytest.raises(ValueError, match="train.bogus"):
         config_lib.override(recipe.get_config(), ["train.bogus=1"])
+
+
+def test_a_missing_dataset_is_one_clear_error_and_leaves_no_workdir(tmp_path):
+    workdir = tmp_path / "run"
+    completed = subprocess.run(
+        [sys.executable, "-m", "tfwsar.recipes.tsrnet", "--data", str(tmp_path / "nothing"),
+         "--workdir", str(workdir)], capture_output=True, text=True, check=False)
+    assert completed.returncode == 1
+    assert "error:" in completed.stderr and "is not a converted dataset" in completed.stderr
+    assert not workdir.exists()
+
+
+def test_transfer_without_trimmed_data_is_refused_before_writing(tmp_path):
+    from tfwsar.data import synthetic
+    from tfwsar.errors import DataError
+
+    untrimmed, _ = synthetic.ensure_default_dataset()
+    config = config_lib.override(tiny_config("tsrnet"), [f"data.data_dir={untrimmed}"])
+    with pytest.raises(DataError, match="--trimmed"):
+        recipe.run(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()

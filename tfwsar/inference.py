@@ -217,3 +217,69 @@ def detect_videos_from_weights(outputs, weights, class_scores, settings, feature
             class_threshold=settings.class_threshold, top_k=settings.top_k,
             scoring=settings.scoring, nms_tiou=settings.nms_tiou, duration=o.duration)
         for o, video_weights, video_scores in zip(outputs, weights, class_scores)}
+
+
+def selection_evaluator(models, selection, data_dir, subset, videos, theta):
+    """The `eval_fn` of `Trainer.train` for model selection: classifies the held-out training
+    `videos` (video-level labels only), offers the weights to `selection` (a BestWeights) with the
+    fused classification mAP, and returns the metrics for the logs."""
+
+    def evaluate(step):
+        held_out = predict_videos(models, data_dir, subset, videos=videos)
+        metrics = classification_metrics(held_out, theta)
+        selection.offer(step, metrics["fusion_map"])
+        return {f"selection/{key}": value for key, value in metrics.items()}
+
+    return evaluate
+
+
+def score_test_split(outputs, detections, classes, ground_truth, *, theta, protocol="thumos14",
+                     exclude_videos=(), extra=None):
+    """Classification and detection metrics of the test videos, once, at the end of a run.
+
+    Args:
+      outputs: [VideoOutputs] whose probabilities are the method's final class scores.
+      detections: {video: [{"label_index", "t_start", "t_end", "score"}]}.
+      classes: class names (index order).
+      ground_truth: `evaluation.GroundTruth` of the test subset.
+      theta: stream fusion weight.
+      protocol: "thumos14" (tIoU 0.1…0.9, plus the 0.1:0.7 average of recent papers) or
+        "activitynet" (0.5:0.05:0.95).
+      exclude_videos: test videos left out of detection evaluation.
+      extra: more keys for the metrics document.
+
+    Returns:
+      (metrics.json document, ActivityNet-format predictions).
+    """
+    from tfwsar import reporting  # pylint: disable=import-outside-toplevel
+
+    if protocol not in ("thumos14", "activitynet"):
+        raise ValueError(f"protocol {protocol!r}: expected 'thumos14' or 'activitynet'")
+    classification = classification_metrics(outputs, theta)
+    predictions = localize.predictions_to_activitynet(detections, classes)
+    thumos = protocol == "thumos14"
+    detection = evaluation.detection_map(
+        ground_truth, predictions,
+        evaluation.THUMOS14_TIOUS if thumos else evaluation.ACTIVITYNET_TIOUS,
+        exclude_videos=exclude_videos)
+    document = {"protocol": protocol, "test_videos": len(outputs),
+                "classification_fusion_map": classification["fusion_map"]}
+    if thumos:
+        document["average_0.1_0.7"] = float(np.mean(
+            [detection["mAP"][evaluation.tiou_key(t)] for t in evaluation.THUMOS14_AVERAGE_TIOUS]))
+    document.update(extra or {})
+    return reporting.metrics_document(classification, detection, extra=document), predictions
+
+
+def attention_timelines(models, data_dir, subset, videos, feature_rate):
+    """{video: RGB image} of attention against ground truth (reporting.attention_timeline)."""
+    from tfwsar import reporting  # pylint: disable=import-outside-toplevel
+
+    truth = evaluation.load_ground_truth(os.path.join(data_dir, "ground_truth.json"), subset)
+    images = {}
+    for output in predict_videos(models, data_dir, subset, videos=videos):
+        instances = truth.instances[truth.instances["video"] == output.video]
+        images[output.video] = reporting.attention_timeline(
+            output.attention["rgb"], output.attention["flow"],
+            zip(instances["t_start"], instances["t_end"]), feature_rate)
+    return images

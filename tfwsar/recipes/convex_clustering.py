@@ -224,8 +224,8 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    """Defines the command-line flags (only when run as a program: the TSRNet recipe defines
-    flags of the same names at import, and absl refuses a name defined by two modules)."""
+    """Defines the command-line flags, only when run as a program: both recipes have flags of the
+    same names, and absl refuses a name defined twice in one process (e.g. the test suite)."""
     flags.DEFINE_string("data", None, "converted untrimmed dataset directory (default: embedded)")
     flags.DEFINE_string("workdir", None, "run directory (default: ./workdir/convex_clustering)")
     flags.DEFINE_integer("steps", None, "training steps of phase (1), the baseline")
@@ -410,31 +410,24 @@ def evaluate_outputs(outputs, unions, *, config, feature_rate, classes, ground_t
     """Classification and detection of test videos; `unions` None = every segment (baseline).
 
     Returns:
-      (metrics document with the contract keys, ActivityNet predictions dict, test-time summary).
+      (metrics document with the contract keys, ActivityNet predictions dict).
     """
-    from tfwsar import evaluation, inference, reporting  # pylint: disable=import-outside-toplevel
+    from tfwsar import evaluation, inference  # pylint: disable=import-outside-toplevel
 
     theta = config.detection.theta
     scored = outputs if unions is None else [rescore(o, u) for o, u in zip(outputs, unions)]
-    classification = inference.classification_metrics(scored, theta)
-    settings = detection_settings(config)
     detections = inference.detect_videos_from_weights(
         scored, [segment_scores(o, theta, config.detection.segment_scores) for o in scored],
-        list(inference.fused_probabilities(scored, theta)), settings, feature_rate)
-    predictions = localize.predictions_to_activitynet(detections, classes)
-    exclude = evaluation.THUMOS14_BAD_TEST_VIDEOS if config.detection.drop_bad_test_videos else ()
-    detection = evaluation.detection_map(ground_truth, predictions, evaluation.THUMOS14_TIOUS,
-                                         exclude_videos=exclude)
-    recent = evaluation.detection_map(ground_truth, predictions,
-                                      evaluation.THUMOS14_AVERAGE_TIOUS, exclude_videos=exclude)
+        list(inference.fused_probabilities(scored, theta)), detection_settings(config),
+        feature_rate)
     test_time = {"selection": "every segment" if unions is None else "convex clustering"}
     if unions is not None:
         test_time["union_fraction_mean"] = float(np.mean([u.mean() for u in unions]))
-    document = reporting.metrics_document(classification, detection, extra={
-        "average_0.1_0.7": recent["average"],
-        "classification_fusion_map": classification["fusion_map"],
-        "test_videos": len(outputs), "test_time": test_time})
-    return document, predictions
+    return inference.score_test_split(
+        scored, detections, classes, ground_truth, theta=theta,
+        exclude_videos=(evaluation.THUMOS14_BAD_TEST_VIDEOS
+                        if config.detection.drop_bad_test_videos else ()),
+        extra={"test_time": test_time})
 
 
 def detection_settings(config):
@@ -599,12 +592,9 @@ def run(config, workdir, *, on_progress=None):
         selection = inference.BestWeights(round_directory(round_index), models,
                                           metric="fused classification mAP")
 
-        def select(step):
-            held_out = inference.predict_videos(models, data_dir, config.data.train_subset,
-                                                videos=selection_videos)
-            metrics = inference.classification_metrics(held_out, config.detection.theta)
-            selection.offer(step, metrics["fusion_map"])
-            return {f"selection/{key}": value for key, value in metrics.items()}
+        select = inference.selection_evaluator(models, selection, data_dir,
+                                               config.data.train_subset, selection_videos,
+                                               config.detection.theta)
 
         def on_log(step, _):
             if on_progress is not None:
@@ -708,24 +698,17 @@ def run(config, workdir, *, on_progress=None):
     localize.write_predictions(os.path.join(workdir, "predictions.json"), predictions)
     metrics = dict(final)
     metrics.update({
-        "method": "convex_clustering", "seed": config.train.seed, "protocol": "anet",
+        "method": "convex_clustering", "seed": config.train.seed,
         "baseline": baseline, "final_without_selection": final_plain, "rounds": rounds,
         "resumed": bool(resumed)})
     reporting.write_json(os.path.join(workdir, "metrics.json"), metrics)
 
     # ---- TensorBoard: attention vs ground truth for a few held-out videos; then export.
-    timeline_videos = selection_videos[:4]
-    if timeline_videos:
-        held_out = inference.predict_videos(models, data_dir, config.data.train_subset,
-                                            videos=timeline_videos)
-        truth = evaluation.load_ground_truth(os.path.join(data_dir, "ground_truth.json"),
-                                             config.data.train_subset)
-        for output in held_out:
-            instances = truth.instances[truth.instances["video"] == output.video]
-            image = reporting.attention_timeline(
-                output.attention["rgb"], output.attention["flow"],
-                zip(instances["t_start"], instances["t_end"]), feature_rate)
-            trainer.write_image(f"attention/{output.video}", image, step=int(trainer.step.numpy()))
+    if selection_videos:
+        for video, image in inference.attention_timelines(
+                models, data_dir, config.data.train_subset, selection_videos[:4],
+                feature_rate).items():
+            trainer.write_image(f"attention/{video}", image, step=int(trainer.step.numpy()))
     _write_exemplars(os.path.join(workdir, "exemplars.npz"), exemplars, log_q, exemplar_valid,
                      classes, clustering_config)
     export.export_two_stream(models, os.path.join(workdir, "saved_model"),

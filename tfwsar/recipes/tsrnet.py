@@ -127,18 +127,23 @@ def get_config(preset="default"):
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data", None, "converted untrimmed dataset directory (default: embedded)")
-flags.DEFINE_string("trimmed", None, "converted trimmed (UCF101) dataset directory")
-flags.DEFINE_string("workdir", None, "run directory (default: ./workdir/tsrnet)")
-flags.DEFINE_string("variant", None, f"one of {VARIANTS}, a comma list, or 'all'")
-flags.DEFINE_integer("steps", None, "training steps")
-flags.DEFINE_integer("seeds", 1, "repeat the run with this many seeds (mean ± std)")
-flags.DEFINE_string("preset", "default", "default | paper | activitynet")
-flags.DEFINE_string("profile_steps", None, "start,stop steps to trace with the TF profiler")
-flags.DEFINE_string("strategy", None, "auto | default | mirrored | multi_worker")
-flags.DEFINE_integer("logical_cpus", 0, "split the CPU into N logical devices (try multi-replica)")
-flags.DEFINE_float("validation_fraction", None, "training videos held out for model selection")
-flags.DEFINE_multi_string("set", [], "override any setting: --set train.batch_size=8")
+
+
+def define_flags():
+    """Defines the command-line flags, only when run as a program: both recipes have flags of the
+    same names, and absl refuses a name defined twice in one process (e.g. the test suite)."""
+    flags.DEFINE_string("data", None, "converted untrimmed dataset directory (default: embedded)")
+    flags.DEFINE_string("trimmed", None, "converted trimmed (UCF101) dataset directory")
+    flags.DEFINE_string("workdir", None, "run directory (default: ./workdir/tsrnet)")
+    flags.DEFINE_string("variant", None, f"one of {VARIANTS}, a comma list, or 'all'")
+    flags.DEFINE_integer("steps", None, "training steps")
+    flags.DEFINE_integer("seeds", 1, "repeat the run with this many seeds (mean ± std)")
+    flags.DEFINE_string("preset", "default", "default | paper | activitynet")
+    flags.DEFINE_string("profile_steps", None, "start,stop steps to trace with the TF profiler")
+    flags.DEFINE_string("strategy", None, "auto | default | mirrored | multi_worker")
+    flags.DEFINE_integer("logical_cpus", 0, "split the CPU into N logical devices (try multi-replica)")
+    flags.DEFINE_float("validation_fraction", None, "training videos held out for model selection")
+    flags.DEFINE_multi_string("set", [], "override any setting: --set train.batch_size=8")
 
 
 def config_from_flags():
@@ -156,21 +161,16 @@ def config_from_flags():
 def run(config, workdir):
     """Trains one variant with one seed into `workdir`; returns its metrics document."""
     # Heavy imports here, not at module import (no import-time work).
-    import numpy as np
     import tensorflow as tf
 
     from tfwsar import evaluation, export, inference, losses, localize, reporting, train_lib
     from tfwsar.data import pipeline, records, synthetic
+    from tfwsar.errors import DataError
     from tfwsar.models import tsrnet
 
     started = time.time()
-    os.makedirs(workdir, exist_ok=True)
-    config_lib.write_json(config, os.path.join(workdir, "config.json"))
-    if config.train.deterministic:
-        train_lib.enable_determinism(config.train.seed)
-    strategy = train_lib.make_strategy(config.train.strategy)
-
     # ---- Data: the converted dataset (or the embedded default), a held-out part for selection.
+    # Checked before anything is written: bad input leaves no workdir behind.
     data_dir, trimmed_dir = config.data.data_dir, config.data.trimmed_dir
     if not data_dir:
         data_dir, default_trimmed = synthetic.ensure_default_dataset()
@@ -179,7 +179,17 @@ def run(config, workdir):
     classes, feature_rate = manifest["classes"], manifest["feature_rate"]
     transfer = config.variant in ("tsrnet", "tsrnet_no_fc2")
     if transfer and not trimmed_dir:
-        raise ValueError(f"variant {config.variant} needs a trimmed dataset (--trimmed)")
+        raise DataError(f"variant {config.variant} transfers from trimmed clips: give --trimmed "
+                        f"(a UCF101 dataset converted with --classes-of {data_dir})")
+    if transfer and records.read_manifest(trimmed_dir)["classes"] != classes:
+        raise DataError(f"{trimmed_dir}: classes differ from {data_dir}'s; convert it with "
+                        f"--classes-of {data_dir}")
+
+    os.makedirs(workdir, exist_ok=True)
+    config_lib.write_json(config, os.path.join(workdir, "config.json"))
+    if config.train.deterministic:
+        train_lib.enable_determinism(config.train.seed)
+    strategy = train_lib.make_strategy(config.train.strategy)
     train_videos, selection_videos = inference.split_training_videos(
         data_dir, config.data.train_subset, config.data.validation_fraction, config.train.seed)
     untrimmed = pipeline.training_dataset(
@@ -188,10 +198,6 @@ def run(config, workdir):
         sampling=config.data.sampling)
     dataset = untrimmed
     if transfer:
-        trimmed_manifest = records.read_manifest(trimmed_dir)
-        if trimmed_manifest["classes"] != classes:
-            raise ValueError(f"{trimmed_dir}: classes differ from {data_dir}'s; convert it with "
-                             f"--classes-of {data_dir}")
         trimmed = pipeline.training_dataset(
             trimmed_dir, ["training"], num_segments=config.data.trimmed_num_segments,
             batch_size=config.train.batch_size, seed=config.train.seed + 1)
@@ -250,15 +256,8 @@ def run(config, workdir):
     # ---- Model selection on the held-out training videos (video-level labels only).
     selection = inference.BestWeights(workdir, models, metric="fused classification mAP")
 
-    def select(step):
-        if not selection_videos:
-            return {}
-        held_out = inference.predict_videos(models, data_dir, config.data.train_subset,
-                                            videos=selection_videos)
-        metrics = inference.classification_metrics(held_out, config.detection.theta)
-        selection.offer(step, metrics["fusion_map"])
-        return {f"selection/{key}": value for key, value in metrics.items()}
-
+    select = inference.selection_evaluator(models, selection, data_dir, config.data.train_subset,
+                                           selection_videos, config.detection.theta)
     profile = None
     if config.train.profile_steps:
         profile = tuple(int(v) for v in config.train.profile_steps.split(","))
@@ -275,41 +274,24 @@ def run(config, workdir):
         class_threshold=config.detection.class_threshold, top_k=config.detection.top_k,
         nms_tiou=config.detection.nms_tiou)
     test_outputs = inference.predict_videos(models, data_dir, config.data.test_subset)
-    classification = inference.classification_metrics(test_outputs, config.detection.theta)
-    detections = inference.detect_videos(test_outputs, settings, feature_rate)
-    predictions = localize.predictions_to_activitynet(detections, classes)
-    localize.write_predictions(os.path.join(workdir, "predictions.json"), predictions)
     ground_truth = evaluation.load_ground_truth(
         os.path.join(data_dir, "ground_truth.json"), config.data.test_subset)
-    exclude = evaluation.THUMOS14_BAD_TEST_VIDEOS if config.detection.drop_bad_test_videos else ()
-    thumos = config.detection.protocol == "thumos14"
-    detection = evaluation.detection_map(
-        ground_truth, predictions,
-        evaluation.THUMOS14_TIOUS if thumos else evaluation.ACTIVITYNET_TIOUS,
-        exclude_videos=exclude)
-    extra = {}
-    if thumos:  # recent papers average THUMOS14 over 0.1:0.7
-        extra["average_0.1_0.7"] = float(np.mean(
-            [detection["mAP"][evaluation.tiou_key(t)] for t in evaluation.THUMOS14_AVERAGE_TIOUS]))
-    metrics = reporting.metrics_document(classification, detection, extra={
-        **extra, "variant": config.variant, "seed": config.train.seed,
-        "protocol": config.detection.protocol, "classification_fusion_map": classification["fusion_map"],
-        "selection": chosen, "resumed": bool(resumed), "test_videos": len(test_outputs)})
+    metrics, predictions = inference.score_test_split(
+        test_outputs, inference.detect_videos(test_outputs, settings, feature_rate), classes,
+        ground_truth, theta=config.detection.theta, protocol=config.detection.protocol,
+        exclude_videos=(evaluation.THUMOS14_BAD_TEST_VIDEOS
+                        if config.detection.drop_bad_test_videos else ()),
+        extra={"variant": config.variant, "seed": config.train.seed, "selection": chosen,
+               "resumed": bool(resumed)})
+    localize.write_predictions(os.path.join(workdir, "predictions.json"), predictions)
     reporting.write_json(os.path.join(workdir, "metrics.json"), metrics)
 
     # ---- TensorBoard: attention vs ground truth for a few held-out videos; then export.
-    timeline_videos = selection_videos[:4]
-    if timeline_videos:
-        held_out = inference.predict_videos(models, data_dir, config.data.train_subset,
-                                            videos=timeline_videos)
-        truth = evaluation.load_ground_truth(os.path.join(data_dir, "ground_truth.json"),
-                                             config.data.train_subset)
-        for output in held_out:
-            instances = truth.instances[truth.instances["video"] == output.video]
-            image = reporting.attention_timeline(
-                output.attention["rgb"], output.attention["flow"],
-                zip(instances["t_start"], instances["t_end"]), feature_rate)
-            trainer.write_image(f"attention/{output.video}", image, step=int(trainer.step.numpy()))
+    if selection_videos:
+        for video, image in inference.attention_timelines(
+                models, data_dir, config.data.train_subset, selection_videos[:4],
+                feature_rate).items():
+            trainer.write_image(f"attention/{video}", image, step=int(trainer.step.numpy()))
     export.export_two_stream(models, os.path.join(workdir, "saved_model"),
                              feature_dims=manifest["feature_dims"], classes=classes,
                              feature_rate=feature_rate, settings=settings)
@@ -332,6 +314,7 @@ def main(argv):
             raise app.UsageError(f"--variant {variant}: expected one of {VARIANTS} or 'all'")
     root = FLAGS.workdir or os.path.join("workdir", "tsrnet")
     from tfwsar import reporting  # pylint: disable=import-outside-toplevel
+    from tfwsar.errors import DataError  # pylint: disable=import-outside-toplevel
 
     rows = []
     for variant in variants:
@@ -342,7 +325,11 @@ def main(argv):
                 base, variant=variant,
                 train=dataclasses.replace(base.train, seed=base.train.seed + seed_index))
             seed_dir = variant_dir if seed_index == 0 else os.path.join(variant_dir, f"seed_{seed_index}")
-            per_seed.append(run(config, seed_dir))
+            try:
+                per_seed.append(run(config, seed_dir))
+            except DataError as error:
+                print(f"error: {error}", file=sys.stderr)
+                sys.exit(1)
         if FLAGS.seeds > 1:
             reporting.write_json(os.path.join(variant_dir, "metrics_seeds.json"),
                                  reporting.seeds_summary(per_seed))
@@ -363,4 +350,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
