@@ -6,6 +6,8 @@
 plus extra keys a reader may ignore (selection, fused mAP, average over 0.1:0.7, protocol).
 """
 
+import os
+
 import numpy as np
 
 from tfwsar import files
@@ -101,3 +103,25 @@ def attention_timeline(attention_rgb, attention_flow, instances, feature_rate, w
         covered |= (seconds >= t_start) & (seconds <= t_end)
     image[40:60, covered, :] = 255
     return image
+
+
+def run_summary(rows, *, data_dir, root, contents, paper_classification=None,
+                paper_detection=None):
+    """What a recipe prints at its end: the two paper-shaped tables and where everything went.
+
+    Args:
+      rows: [(name, metrics document)].
+      data_dir: the dataset trained on ("" for the embedded default).
+      root: the run directory. contents: what it holds, for the last line.
+      paper_classification, paper_detection: the paper rows to print beside ours (or None).
+    """
+    if data_dir:
+        provenance = f"Data: {data_dir}"
+    else:
+        provenance = ("Embedded default = THUMOS14's real timeline with generated features: compare"
+                      " rows with each other, not with a paper's numbers.")
+    return "\n\n".join([
+        classification_table([(name, m["classification"]) for name, m in rows],
+                             paper=paper_classification),
+        detection_table([(name, m["detection"]) for name, m in rows], paper=paper_detection),
+        provenance + f"\nEverything is in {os.path.abspath(root)}: {contents}"])

@@ -764,16 +764,10 @@ def main(argv):
             (f"round {base.clustering.rounds}, no selection", metrics["final_without_selection"]),
             (final_name, metrics)]
     print()
-    print(reporting.classification_table([(name, m["classification"]) for name, m in rows],
-                                         paper=None))
-    print()
-    print(reporting.detection_table([(name, m["detection"]) for name, m in rows], paper=None))
-    print()
-    print("Embedded default = THUMOS14's real timeline with generated features: compare rows with"
-          " each other, not with a paper." if not base.data.data_dir else
-          f"Data: {base.data.data_dir}")
-    print(f"Everything is in {os.path.abspath(root)}: metrics.json, predictions.json, saved_model/,"
-          " exemplars.npz, checkpoints/, rounds/, train/ + eval/ (TensorBoard), config.json")
+    print(reporting.run_summary(
+        rows, data_dir=base.data.data_dir, root=root,
+        contents="metrics.json, predictions.json, saved_model/, exemplars.npz, checkpoints/, "
+                 "rounds/, train/ + eval/ (TensorBoard), config.json"))
 
 
 if __name__ == "__main__":

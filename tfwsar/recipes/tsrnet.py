@@ -335,18 +335,15 @@ def main(argv):
                                  reporting.seeds_summary(per_seed))
         rows.append((variant if FLAGS.seeds == 1 else f"{variant} (seed {base.train.seed})",
                      per_seed[0]))
+    thumos = base.detection.protocol == "thumos14"
     print()
-    print(reporting.classification_table([(name, m["classification"]) for name, m in rows]))
-    print()
-    paper = (reporting.PAPER_THUMOS14_DETECTION if base.detection.protocol == "thumos14"
-             else reporting.PAPER_ACTIVITYNET_DETECTION)
-    print(reporting.detection_table([(name, m["detection"]) for name, m in rows], paper=paper))
-    print()
-    print("Embedded default = THUMOS14's real timeline with generated features: compare rows with"
-          " each other, not with the paper row." if not base.data.data_dir else
-          f"Data: {base.data.data_dir}")
-    print(f"Everything is in {os.path.abspath(root)}: metrics.json, predictions.json, saved_model/,"
-          " checkpoints/, train/ + eval/ (TensorBoard), config.json")
+    print(reporting.run_summary(
+        rows, data_dir=base.data.data_dir, root=root,
+        contents="metrics.json, predictions.json, saved_model/, checkpoints/, selection/, "
+                 "train/ + eval/ (TensorBoard), config.json",
+        paper_classification=reporting.PAPER_THUMOS14_CLASSIFICATION if thumos else None,
+        paper_detection=(reporting.PAPER_THUMOS14_DETECTION if thumos
+                         else reporting.PAPER_ACTIVITYNET_DETECTION)))
 
 
 if __name__ == "__main__":
