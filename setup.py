@@ -1,16 +1,25 @@
 """Installs tfwsar. Pins and the reason for each are in BUILD.md."""
 
+import pathlib
+import re
+
 import setuptools
+
+# The version lives in tfwsar/__init__.py only; read as text so that installing imports nothing.
+INIT = (pathlib.Path(__file__).parent / "tfwsar" / "__init__.py").read_text(encoding="utf-8")
+VERSION = re.search(r'^__version__ = "([^"]+)"$', INIT, re.MULTILINE).group(1)
 
 setuptools.setup(
     name="tfwsar",
-    version="0.1.0",
+    version=VERSION,
     description=(
         "Weakly supervised action recognition and temporal action localization in "
         "TensorFlow/Keras (TSRNet, convex clustering)."
     ),
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    classifiers=["License :: OSI Approved :: Apache Software License"],
     packages=setuptools.find_packages(include=["tfwsar", "tfwsar.*"]),
     package_data={"tfwsar": ["resources/SOURCES.md", "resources/*/*.txt", "resources/*/*.csv", "resources/*/*/*.txt"]},
     python_requires=">=3.9,<3.13",
@@ -26,5 +35,6 @@ setuptools.setup(
     extras_require={
         "test": ["pytest>=7"],
         "video": ["av>=11", "opencv-python-headless>=4.8,<4.12"],
+        "gpu": ["tensorflow[and-cuda]==2.17.1"],
     },
 )

@@ -10,7 +10,7 @@ tools/convert_*.py read. OUT/extraction.json records the settings; OUT/video_inf
 decoded durations (--video-info of the converters). A re-run skips finished videos. A video that
 cannot be decoded is reported and skipped; the exit status is 1 if any failed.
 Needs the video extra: pip install -e '.[video]'. --weights imagenet reads the Keras cache
-(~/.keras/models, or $KERAS_HOME/models) and never downloads.
+(~/.keras/models, or $KERAS_HOME/models) and downloads the file there when it is absent.
 """
 
 import argparse
@@ -36,7 +36,7 @@ def parse_args(argv=None):
                         help=f"RGB network: {', '.join(backbones.KERAS_BACKBONES)} or saved_model:PATH "
                              "(frames [N,H,W,3] or clips [N,L,H,W,3] in [-1,1] → features)")
     parser.add_argument("--weights", default="imagenet",
-                        help="imagenet (from the Keras cache, never downloaded) | none | PATH")
+                        help="imagenet (the Keras cache; downloaded there when absent) | none | PATH")
     parser.add_argument("--flow-backbone", default=None,
                         help="flow network (default: the --backbone architecture, initialised from "
                              "the RGB weights by cross-modality averaging); required with a SavedModel "

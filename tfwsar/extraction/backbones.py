@@ -9,9 +9,11 @@ Choices (`--backbone`):
   (any extra axes are averaged away), e.g. a locally stored I3D RGB or flow network.
 
 Weights (`--weights`): `imagenet` loads the Keras application's ImageNet file from the Keras cache
-(`$KERAS_HOME/models`, default `~/.keras/models`) and never downloads — a missing file is an error
-that says where to put it; `none` keeps the random initialisation (seeded, so re-runs agree);
-a file path is loaded with `model.load_weights`.
+(`$KERAS_HOME/models`, default `~/.keras/models`); a file not there yet is downloaded into it by
+Keras' own downloader (`keras.utils.get_file`, checked against Keras' hash where Keras has one),
+and a download that fails is one error naming the URL, the cache file and how to place it by hand;
+`none` keeps the random initialisation (seeded, so re-runs agree); a file path is loaded with
+`model.load_weights`.
 
 Flow network: the same architecture with a first convolution taking the `2 · window` stacked flow
 channels, initialised from the RGB network by cross-modality initialisation (Wang et al., TSN 2016):
@@ -73,8 +75,10 @@ def imagenet_weights_file(backbone, input_size):
 def resolve_weights(backbone, weights, input_size):
     """The weights file to load for `weights` (imagenet | none | PATH), or None for random weights.
 
+    `imagenet` takes the file from the Keras cache, downloading it there first if it is absent.
+
     Raises:
-      DataError: ImageNet weights not in the Keras cache (nothing is downloaded), or no such file.
+      DataError: the ImageNet download failed, or no such file.
     """
     if weights is None or weights == "none":
         return None
@@ -84,17 +88,43 @@ def resolve_weights(backbone, weights, input_size):
         for candidate in candidates:
             if candidate.is_file():
                 return str(candidate)
-        url = _WEIGHTS_URLS["mobilenet_v2" if backbone == "mobilenet_v2" else "resnet"] + file_name
-        raise DataError(
-            f"ImageNet weights for {backbone} are not in the Keras cache: expected "
-            f"{candidates[0]}. Extraction never downloads; on a machine with internet fetch {url} "
-            f"(or run keras.applications with weights='imagenet' once) and copy the file to "
-            f"{candidates[0].parent}/ (set KERAS_HOME to use another cache), or pass "
-            "--weights PATH / --weights none")
+        return download_imagenet_weights(backbone, file_name, candidates[0])
     path = pathlib.Path(weights)
     if not path.is_file():
         raise DataError(f"{weights}: no such weights file (expected imagenet, none or a file path)")
     return str(path)
+
+
+def download_imagenet_weights(backbone, file_name, target):
+    """Downloads `file_name` into the cache file `target` with Keras' downloader; returns its path.
+
+    A failure leaves nothing behind in the cache.
+
+    Raises:
+      DataError: one line saying what was tried (URL, cache file, the reason) and how to place the
+        file by hand.
+    """
+    import keras
+
+    url = _WEIGHTS_URLS["mobilenet_v2" if backbone == "mobilenet_v2" else "resnet"] + file_name
+    file_hash = None
+    if backbone.startswith("resnet"):
+        from keras.src.applications import resnet  # The hashes Keras checks its own downloads with.
+
+        file_hash = resnet.WEIGHTS_HASHES[backbone][1]
+    try:
+        # An absent cache directory would send keras.utils.get_file to /tmp/.keras instead.
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return keras.utils.get_file(file_name, url, cache_dir=str(target.parent.parent),
+                                    cache_subdir=target.parent.name, file_hash=file_hash)
+    except Exception as error:  # URL, HTTP, socket, OS and hash errors alike.
+        target.unlink(missing_ok=True)  # A download that failed its hash check stays otherwise.
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise DataError(
+            f"ImageNet weights for {backbone}: downloading {url} into {target} failed ({reason}). "
+            f"Without network, fetch that URL on a machine with internet and copy the file to "
+            f"{target.parent}/ (set KERAS_HOME to use another cache), or pass --weights PATH / "
+            "--weights none") from error
 
 
 def build_keras_network(backbone, input_shape, weights_path=None):
