@@ -56,7 +56,7 @@ def _read_examples(out_dir):
     manifest = records.read_manifest(out_dir)
     examples = {}
     for subset in manifest["subsets"]:
-        for path in records.shard_paths(out_dir, subset):
+        for path in records.record_paths(out_dir, subset):
             for serialized in tf.data.TFRecordDataset(path).as_numpy_iterator():
                 example = records.parse_example(
                     serialized, len(manifest["classes"]), manifest["feature_dims"]["rgb"],

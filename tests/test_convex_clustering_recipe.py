@@ -9,15 +9,12 @@ import sys
 import textwrap
 
 import numpy as np
-import pandas as pd
 import pytest
 import tensorflow as tf
 
 from tfwsar import clustering, inference
-from tfwsar.data import annotations as annotation_readers
-from tfwsar.data import features as feature_sources
-from tfwsar.data import records
 from tfwsar.recipes import convex_clustering
+from toy_datasets import make_dataset
 
 CLASSES = ["Jump", "Run", "Throw"]
 FEATURE_DIM = 8
@@ -27,39 +24,10 @@ TEST_VIDEOS = 6
 
 
 def _tiny_dataset(out):
-    """3 classes, 12 training + 6 test videos of 24–40 segments; each class is a direction.
-
-    Every video holds one or two instances of its class (test videos cycle through the classes,
-    so every class has ground truth), on top of correlated background noise.
-    """
-    random = np.random.default_rng(7)
-    prototypes = {stream: random.normal(size=(len(CLASSES), FEATURE_DIM)) for stream in ("rgb", "flow")}
-    videos, instances, stored = [], [], {}
-    for subset, count in (("validation", TRAIN_VIDEOS), ("test", TEST_VIDEOS)):
-        for index in range(count):
-            video = f"video_{subset}_{index:02d}"
-            label = index % len(CLASSES)
-            length = int(random.integers(24, 41))
-            features = {stream: random.normal(scale=0.6, size=(length, FEATURE_DIM))
-                        for stream in ("rgb", "flow")}
-            starts = [int(random.integers(2, length // 2 - 6))]
-            if index % 2:
-                starts.append(int(random.integers(length // 2, length - 8)))
-            for start in starts:
-                stop = start + int(random.integers(4, 8))
-                for stream in ("rgb", "flow"):
-                    features[stream][start:stop] += 1.5 * prototypes[stream][label]
-                instances.append((video, subset, CLASSES[label], start / FEATURE_RATE,
-                                  stop / FEATURE_RATE))
-            videos.append((video, subset, length / FEATURE_RATE, (CLASSES[label],)))
-            stored[video] = (features["rgb"].astype(np.float32), features["flow"].astype(np.float32))
-    video_table = pd.DataFrame(videos, columns=list(annotation_readers.VIDEO_COLUMNS))
-    instance_table = pd.DataFrame(instances, columns=list(annotation_readers.INSTANCE_COLUMNS))
-    toy = annotation_readers.Annotations(CLASSES, video_table, instance_table,
-                                         instance_table.iloc[:0], "test")
-    records.write_converted_dataset(out, name="toy", annotations=toy,
-                                    features=feature_sources.InMemoryFeatures(stored))
-    return out
+    """3 classes, 12 training + 6 test videos of 24–40 segments; each class is a direction
+    (tests/toy_datasets.py); test videos cycle through the classes, so every class has ground truth."""
+    return make_dataset(out, train_videos=TRAIN_VIDEOS, test_videos=TEST_VIDEOS,
+                        feature_dim=FEATURE_DIM, classes=CLASSES)
 
 
 def _tiny_config(data_dir):

@@ -101,21 +101,49 @@ def test_same_seed_gives_same_batches_and_another_seed_differs(dataset_dir):
     assert any(not np.array_equal(a, b) for a, b in zip(first, other))
 
 
-def test_iterator_checkpoint_resumes_at_the_same_batch(dataset_dir, tmp_path):
-    def make_iterator():
-        return iter(pipeline.training_dataset(dataset_dir, ["validation"], num_segments=8,
-                                              batch_size=2, seed=3))
+def test_starting_at_a_batch_gives_the_batches_an_uninterrupted_stream_gives_there(dataset_dir):
+    def batches(first_batch, count):
+        stream = pipeline.training_dataset(dataset_dir, ["validation"], num_segments=8,
+                                           batch_size=2, seed=3, first_batch=first_batch)
+        return [(batch["video"].numpy().tolist(), batch["rgb"].numpy()) for batch in stream.take(count)]
 
-    uninterrupted = make_iterator()
-    expected = [next(uninterrupted)["rgb"].numpy() for _ in range(6)][3:]
-    interrupted = make_iterator()
-    for _ in range(3):
-        next(interrupted)
-    path = tf.train.Checkpoint(iterator=interrupted).write(str(tmp_path / "iterator"))
-    resumed = make_iterator()
-    tf.train.Checkpoint(iterator=resumed).read(path).assert_consumed()
-    for want in expected:
-        np.testing.assert_array_equal(next(resumed)["rgb"].numpy(), want)
+    uninterrupted = batches(0, 7)
+    # batch 4 starts at element 8: inside epoch 2 of 3 videos, not at an epoch boundary
+    for (videos, rgb), (want_videos, want_rgb) in zip(batches(4, 3), uninterrupted[4:]):
+        assert videos == want_videos
+        np.testing.assert_array_equal(rgb, want_rgb)
+
+
+def test_every_epoch_visits_every_video_once_in_a_new_order():
+    epochs = [list(pipeline.shuffled_positions(50, seed=7).skip(50 * k).take(50)
+                   .map(lambda position, index: index).as_numpy_iterator()) for k in range(3)]
+    for order in epochs:
+        assert sorted(order) == list(range(50))
+    assert epochs[0] != epochs[1] != epochs[2]
+    positions = [int(p) for p, _ in pipeline.shuffled_positions(50, seed=7, first_element=120)
+                 .take(3).as_numpy_iterator()]
+    assert positions == [120, 121, 122]
+
+
+def test_training_checkpoints_nothing_of_the_input_when_given_a_stream_function(dataset_dir, tmp_path):
+    from tfwsar import train_lib
+
+    strategy = tf.distribute.get_strategy()
+    with strategy.scope():
+        weight = tf.Variable(0.0)
+
+    def step_fn(batch):
+        weight.assign_add(tf.reduce_sum(batch["mask"]))
+        return {"loss": tf.reduce_sum(batch["mask"])}
+
+    trainer = train_lib.Trainer(
+        tmp_path, strategy,
+        lambda first: pipeline.training_dataset(dataset_dir, ["validation"], num_segments=8,
+                                                batch_size=2, first_batch=first),
+        {"weight": weight})
+    trainer.train(step_fn, 3, log_every=100)
+    variables = [name for name, _ in tf.train.list_variables(trainer.latest_checkpoint)]
+    assert not [name for name in variables if name.startswith("iterator")]
 
 
 def test_video_filter_and_ids(dataset_dir):
@@ -132,8 +160,8 @@ def test_paired_dataset_yields_untrimmed_and_trimmed_batches(dataset_dir):
     assert pair[0]["rgb"].shape == (2, 8, 3) and pair[1]["rgb"].shape == (3, 4, 3)
 
 
-def test_missing_shards_raise_naming_the_directory(tmp_path, dataset_dir):
-    with pytest.raises(FileNotFoundError, match="no TFRecord shards"):
+def test_a_subset_without_videos_raises_naming_the_directory(tmp_path, dataset_dir):
+    with pytest.raises(FileNotFoundError, match="toy: no videos in subsets"):
         pipeline.training_dataset(dataset_dir, ["training"], num_segments=8, batch_size=1)
 
 

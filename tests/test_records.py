@@ -2,6 +2,7 @@
 
 import json
 import math
+import pathlib
 
 import h5py
 import numpy as np
@@ -51,7 +52,7 @@ def _toy(length_of=None):
 
 def _parsed(out_dir, subset):
     manifest = records.read_manifest(out_dir)
-    dataset = tf.data.TFRecordDataset(records.shard_paths(out_dir, subset)).map(
+    dataset = tf.data.TFRecordDataset(records.record_paths(out_dir, subset)).map(
         lambda serialized: records.parse_example(
             serialized, len(manifest["classes"]), manifest["feature_dims"]["rgb"],
             manifest["feature_dims"]["flow"]))
@@ -104,15 +105,13 @@ def test_manifest_has_the_documented_keys_and_counts(tmp_path):
     manifest = records.write_converted_dataset(
         tmp_path / "converted", name="toy", annotations=annotations,
         features=features.InMemoryFeatures(stored), feature_fps=30.0, feature_stride=15)
-    assert manifest["format"] == "tfwsar-v1" and manifest["dataset"] == "toy"
+    assert manifest["format"] == "tfwsar-v2" and manifest["dataset"] == "toy"
     assert manifest["classes"] == CLASSES
     assert (manifest["feature_fps"], manifest["feature_stride"], manifest["feature_rate"]) == (30.0, 15, 2.0)
     assert manifest["feature_dims"] == {"rgb": 4, "flow": 2}
     assert manifest["subsets"] == {
-        "validation": {"videos": 2, "instances": 3, "segments": 13,
-                       "shards": ["validation-00000-of-00001.tfrecord"]},
-        "test": {"videos": 1, "instances": 0, "segments": 3,
-                 "shards": ["test-00000-of-00001.tfrecord"]}}
+        "validation": {"videos": 2, "instances": 3, "segments": 13, "directory": "validation"},
+        "test": {"videos": 1, "instances": 0, "segments": 3, "directory": "test"}}
     assert manifest["skipped_videos"] == {"missing_features": [], "missing_annotations": []}
     assert {"clipped_segments", "segments_past_end"} <= set(manifest)
 
@@ -181,15 +180,35 @@ def test_every_feature_source_round_trips_through_tfrecords_exactly(tmp_path, la
         assert parsed[video]["num_segments"] == len(rgb)
 
 
-def test_a_small_shard_size_spreads_a_subset_over_numbered_shards(tmp_path):
+def test_each_video_gets_its_own_file_listed_in_the_subset_index(tmp_path):
     annotations, stored = _toy()
-    manifest = records.write_converted_dataset(
-        tmp_path / "out", name="toy", annotations=annotations,
-        features=features.InMemoryFeatures(stored), shard_size=1)
-    assert manifest["subsets"]["validation"]["shards"] == [
-        "validation-00000-of-00002.tfrecord", "validation-00001-of-00002.tfrecord"]
+    records.write_converted_dataset(tmp_path / "out", name="toy", annotations=annotations,
+                                    features=features.InMemoryFeatures(stored))
+    index = records.read_index(tmp_path / "out", "validation")
+    assert index["video"].tolist() == ["video_a", "video_b"]
+    assert [pathlib.Path(path).name for path in index["file"]] == [
+        "000000.tfrecord", "000001.tfrecord"]
+    assert index["num_segments"].tolist() == [len(stored[v][0]) for v in ("video_a", "video_b")]
+    for path, video in zip(index["file"], index["video"]):
+        (serialized,) = list(tf.data.TFRecordDataset(path).as_numpy_iterator())
+        assert tf.train.Example.FromString(serialized).features.feature[
+            "video"].bytes_list.value[0].decode() == video
     assert sorted(_parsed(tmp_path / "out", "validation")) == ["video_a", "video_b"]
-    assert not list((tmp_path / "out").glob("*.partial"))
+
+
+def test_a_dataset_in_the_old_sharded_format_asks_to_be_converted_again(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"format": "tfwsar-v1"}')
+    with pytest.raises(DataError, match="convert the dataset again"):
+        records.read_manifest(tmp_path)
+
+
+def test_a_damaged_index_is_one_error_naming_the_file(tmp_path):
+    annotations, stored = _toy()
+    records.write_converted_dataset(tmp_path / "out", name="toy", annotations=annotations,
+                                    features=features.InMemoryFeatures(stored))
+    (tmp_path / "out" / "validation" / "index.tsv").write_text("file\tvideo\n000000.tfrecord\ta\n")
+    with pytest.raises(DataError, match="index.tsv"):
+        records.read_index(tmp_path / "out", "validation")
 
 
 def test_missing_features_are_an_error_naming_the_videos_and_leave_no_output(tmp_path):
@@ -234,12 +253,14 @@ def test_a_failed_conversion_leaves_an_earlier_one_untouched_and_a_good_one_repl
     out_dir = tmp_path / "out"
     records.write_converted_dataset(out_dir, name="first", annotations=annotations,
                                     features=features.InMemoryFeatures(stored))
-    before = {path.name: path.read_bytes() for path in out_dir.iterdir()}
+    before = {path.relative_to(out_dir): path.read_bytes() for path in out_dir.rglob("*")
+              if path.is_file()}
     broken = dict(stored, video_b=(np.ones((0, 4)), np.ones((0, 2))))
     with pytest.raises(DataError, match="video video_b .*empty"):
         records.write_converted_dataset(out_dir, name="second", annotations=annotations,
                                         features=features.InMemoryFeatures(broken))
-    assert {path.name: path.read_bytes() for path in out_dir.iterdir()} == before
+    assert {path.relative_to(out_dir): path.read_bytes() for path in out_dir.rglob("*")
+            if path.is_file()} == before
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]
     records.write_converted_dataset(out_dir, name="third", annotations=annotations,
                                     features=features.InMemoryFeatures(stored))

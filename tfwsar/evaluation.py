@@ -130,6 +130,8 @@ class GroundTruth:
       videos: every video of the subset, including those without instances.
       subset: the subset name, or None for in-memory ground truth without one.
       source: file name (or "<memory>") for messages.
+      dataset_classes: every class of the dataset (the file's taxonomy, else the labels of all its
+        subsets); empty = only the subset's own classes are known.
     """
 
     instances: pd.DataFrame
@@ -137,14 +139,25 @@ class GroundTruth:
     videos: tuple
     subset: Optional[str] = None
     source: str = "<memory>"
+    dataset_classes: tuple = ()
 
     @property
     def classes(self):
-        """Labels of the instances in order of first appearance (the toolkit's class order)."""
+        """Labels of the instances in order of first appearance (the toolkit's class order).
+
+        These are the classes evaluated: AP is averaged over the classes with ground truth in the
+        subset, as in the ActivityNet definition.
+        """
         return list(pd.unique(self.instances["label"]))
 
+    @property
+    def known_classes(self):
+        """The labels a prediction may carry: the dataset's classes, else the subset's."""
+        return list(self.dataset_classes) or self.classes
+
     @classmethod
-    def from_frames(cls, instances, ambiguous=None, videos=None, subset=None, source="<memory>"):
+    def from_frames(cls, instances, ambiguous=None, videos=None, subset=None, source="<memory>",
+                    dataset_classes=()):
         """Builds ground truth from DataFrames (e.g. `tfwsar.data.annotations` output).
 
         Args:
@@ -155,6 +168,7 @@ class GroundTruth:
             (+ optional `subset`); videos without instances count for nothing but the report.
           subset: keep only rows whose `subset` column equals this. Without it, a `subset` column
             holding more than one value is an error.
+          dataset_classes: the dataset's whole class list (see the class docstring).
         """
         instances = _select_subset(_require_columns(instances, INSTANCE_COLUMNS, "ground truth"),
                                    subset, "ground truth")
@@ -175,7 +189,7 @@ class GroundTruth:
             known = set(video_list)
             video_list += [str(video) for video in videos if str(video) not in known]
         return cls(instances.reset_index(drop=True), ambiguous.reset_index(drop=True),
-                   tuple(video_list), subset, source)
+                   tuple(video_list), subset, source, tuple(dataset_classes))
 
     def without_videos(self, videos):
         """The same ground truth with `videos` removed (as the toolkit removes blocked videos)."""
@@ -185,7 +199,7 @@ class GroundTruth:
         return GroundTruth(self.instances.loc[~self.instances["video"].isin(drop)].reset_index(drop=True),
                            self.ambiguous.loc[~self.ambiguous["video"].isin(drop)].reset_index(drop=True),
                            tuple(video for video in self.videos if video not in drop),
-                           self.subset, self.source)
+                           self.subset, self.source, self.dataset_classes)
 
 
 def load_ground_truth(path, subset):
@@ -212,9 +226,13 @@ def load_ground_truth(path, subset):
         raise DataError(f"{path}: not a ground-truth file: expected a JSON object with a \"database\" "
                         "object mapping video ids to {\"subset\", \"annotations\"}")
     rows, ambiguous_rows, videos, subsets_present = [], [], [], set()
+    all_labels = {}
     for video, entry in database.items():
         if not isinstance(entry, dict) or "subset" not in entry:
             raise DataError(f"{path}: database[{video!r}]: expected an object with a \"subset\" key")
+        for annotation in entry.get("annotations") or []:
+            if isinstance(annotation, dict) and isinstance(annotation.get("label"), str):
+                all_labels.setdefault(annotation["label"], None)
         if entry["subset"] != subset:
             subsets_present.add(str(entry["subset"]))
             continue
@@ -245,7 +263,19 @@ def load_ground_truth(path, subset):
     instances = instances.astype({"t_start": np.float64, "t_end": np.float64})
     ambiguous = pd.DataFrame(ambiguous_rows, columns=["video", "t_start", "t_end"])
     ambiguous = ambiguous.astype({"t_start": np.float64, "t_end": np.float64})
-    return GroundTruth(instances, ambiguous, tuple(videos), subset, path)
+    dataset_classes = _taxonomy_leaves(data.get("taxonomy"), path) or list(all_labels)
+    return GroundTruth(instances, ambiguous, tuple(videos), subset, path, tuple(dataset_classes))
+
+
+def _taxonomy_leaves(taxonomy, path):
+    """Class names of an ActivityNet taxonomy: nodes that are no other node's parent ([] if none)."""
+    if not taxonomy:
+        return []
+    if not isinstance(taxonomy, list) or not all(
+            isinstance(node, dict) and isinstance(node.get("nodeName"), str) for node in taxonomy):
+        raise DataError(f"{path}: \"taxonomy\" must be a list of objects with a \"nodeName\"")
+    parents = {node.get("parentName") for node in taxonomy}
+    return [node["nodeName"] for node in taxonomy if node["nodeName"] not in parents]
 
 
 def load_predictions(path, ground_truth=None):
@@ -257,7 +287,8 @@ def load_predictions(path, ground_truth=None):
 
     Args:
       path: the JSON file.
-      ground_truth: optional `GroundTruth`; when given, every label must be one of its classes.
+      ground_truth: optional `GroundTruth`; when given, every label must be one of the dataset's
+        classes (`GroundTruth.known_classes`).
     Returns:
       DataFrame `video, label, t_start, t_end, score` in file order.
     Raises:
@@ -362,13 +393,17 @@ def _check_values(frame, locate):
 
 
 def _check_labels(frame, ground_truth, locate):
-    classes = ground_truth.classes
+    """Raises DataError for a label that is no class of the dataset (`known_classes`)."""
+    classes = ground_truth.known_classes
     bad = np.flatnonzero(~frame["label"].isin(classes).to_numpy())
     if bad.size:
         row = bad[0]
-        where = f" (subset {ground_truth.subset!r})" if ground_truth.subset is not None else ""
-        raise DataError(f"{locate(row)}: label {frame['label'].iloc[row]!r} is not a class of the ground "
-                        f"truth{where}; {bad.size} prediction(s) have labels outside its {len(classes)} classes")
+        what = ("the dataset" if ground_truth.dataset_classes else
+                "the ground truth" + (f" (subset {ground_truth.subset!r})"
+                                      if ground_truth.subset is not None else ""))
+        raise DataError(f"{locate(row)}: label {frame['label'].iloc[row]!r} is not a class of "
+                        f"{what}; {bad.size} prediction(s) have labels outside its {len(classes)} "
+                        f"classes")
 
 
 def _require_columns(frame, columns, what):
@@ -689,7 +724,12 @@ def detection_map(ground_truth, predictions, tiou_thresholds=ACTIVITYNET_TIOUS, 
        "per_class": {class: {"0.1": AP, ...}}, "num_ground_truth", "num_predictions",
        "num_predictions_outside_subset", "num_predictions_ignored"} -- values are fractions in [0, 1].
     Raises:
-      DataError: malformed input, a prediction label outside the ground-truth classes, ...
+      DataError: malformed input, a prediction label that is no class of the dataset, ...
+
+    A prediction of a dataset class that has no ground truth in the subset (a partial dataset, a
+    subset that lacks a class) is no error: AP is averaged over the classes that have ground truth
+    in the subset, as in the ActivityNet definition, and such predictions are left out and counted
+    ("num_predictions_without_ground_truth_class", "classes_without_ground_truth").
     """
     if protocol not in PROTOCOLS:
         raise DataError(f"protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
@@ -715,6 +755,11 @@ def detection_map(ground_truth, predictions, tiou_thresholds=ACTIVITYNET_TIOUS, 
         kept = np.flatnonzero(~frame["video"].isin(excluded).to_numpy())
         frame, locate = frame.iloc[kept].reset_index(drop=True), (lambda row, _l=locate, _k=kept: _l(_k[row]))
     _check_labels(frame, truth, locate)
+    without_truth = ~frame["label"].isin(classes).to_numpy()
+    classes_without_truth = sorted(set(frame["label"][without_truth]))
+    if without_truth.any():
+        kept = np.flatnonzero(~without_truth)
+        frame, locate = frame.iloc[kept].reset_index(drop=True), (lambda row, _l=locate, _k=kept: _l(_k[row]))
 
     instances, ambiguous = truth.instances, truth.ambiguous
     if not use_ambiguous:
@@ -817,7 +862,27 @@ def detection_map(ground_truth, predictions, tiou_thresholds=ACTIVITYNET_TIOUS, 
         "num_predictions": int(len(frame)),
         "num_predictions_outside_subset": outside,
         "num_predictions_ignored": ignored,
+        "num_predictions_without_ground_truth_class": int(without_truth.sum()),
+        "classes_without_ground_truth": classes_without_truth,
     }
+
+
+def notes(result, subset=None):
+    """Sentences a reader of a `detection_map` result should see (predictions left out, ...)."""
+    lines = []
+    where = f" {subset!r}" if subset else ""
+    if result.get("num_predictions_without_ground_truth_class"):
+        missing = result["classes_without_ground_truth"]
+        listed = ", ".join(missing[:5]) + (f", … ({len(missing)} classes)" if len(missing) > 5 else "")
+        lines.append(
+            f"note: {result['num_predictions_without_ground_truth_class']} prediction(s) of classes "
+            f"with no ground truth in subset{where} ({listed}) were left out; mAP is averaged over "
+            f"the {len(result['per_class'])} classes that have ground truth there")
+    if result.get("num_predictions_outside_subset"):
+        lines.append(f"note: {result['num_predictions_outside_subset']} prediction(s) are on videos "
+                     f"outside subset{where}"
+                     + (" and count as false positives" if result["protocol"] == "anet" else ""))
+    return lines
 
 
 def _official_candidate_order(pair_pred, pair_gt, pair_iou, gt_key, pred_key, pred_start, pred_end,
@@ -959,5 +1024,6 @@ def format_table(result):
 __all__ = [
     "ACTIVITYNET_TIOUS", "GroundTruth", "PROTOCOLS", "THUMOS14_AVERAGE_TIOUS", "THUMOS14_BAD_TEST_VIDEOS",
     "THUMOS14_TIOUS", "TIE_BREAKS", "classification_accuracy", "classification_map", "detection_map",
-    "format_table", "hit_at_k", "load_ground_truth", "load_predictions", "temporal_iou", "tiou_key",
+    "format_table", "hit_at_k", "load_ground_truth", "load_predictions", "notes", "temporal_iou",
+    "tiou_key",
 ]

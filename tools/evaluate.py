@@ -8,6 +8,12 @@
 (0.5:0.05:0.95, average over all). Prints an aligned table (mAP in %) and, with `--json`, writes
 `{"mAP": {"0.1": ...}, "average": ..., ...}` (fractions) atomically. Definitions, tie-breaking and
 the Ambiguous rule: `tfwsar/evaluation.py`. Bad input: `error: ...` on stderr, exit status 1, no output.
+
+Partial datasets: a prediction of one of the dataset's classes (the ground-truth file's taxonomy, or
+the labels of all its subsets) that has no ground truth in --subset is no error: mAP is averaged over
+the classes with ground truth in the subset (the ActivityNet definition), such predictions are left
+out, and a note on stderr counts them. A label that is no class of the dataset is an error naming
+the file and the entry.
 """
 
 import argparse
@@ -23,7 +29,8 @@ PRESETS = {
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    paragraphs = __doc__.split("\n\n")
+    parser = argparse.ArgumentParser(description=paragraphs[0], epilog=paragraphs[-1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ground-truth", required=True, help="ground-truth JSON (ActivityNet layout)")
     parser.add_argument("--predictions", required=True, help="predictions JSON (ActivityNet result format)")
@@ -79,10 +86,8 @@ def main(argv=None):
         return 1
     print(f"protocol {result['protocol']}  subset {args.subset}  classes {len(result['per_class'])}  "
           f"ground truth {result['num_ground_truth']}  predictions {result['num_predictions']}")
-    if result["num_predictions_outside_subset"]:
-        print(f"note: {result['num_predictions_outside_subset']} predictions are on videos outside subset "
-              f"{args.subset!r}" + (" and count as false positives" if args.protocol == "anet" else ""),
-              file=sys.stderr)
+    for line in evaluation.notes(result, args.subset):
+        print(line, file=sys.stderr)
     print(evaluation.format_table(result))
     if args.per_class:
         keys = list(result["mAP"])
@@ -93,7 +98,10 @@ def main(argv=None):
     if args.json:
         payload = {"mAP": result["mAP"], "average": result["average"],
                    "average_tious": result["average_tious"], "protocol": result["protocol"],
-                   "subset": args.subset, "per_class": result["per_class"]}
+                   "subset": args.subset, "per_class": result["per_class"],
+                   "num_predictions_without_ground_truth_class":
+                       result["num_predictions_without_ground_truth_class"],
+                   "classes_without_ground_truth": result["classes_without_ground_truth"]}
         files.write_json_atomically(args.json, payload)
     return 0
 

@@ -54,7 +54,7 @@ def _read_thumos14_annotations(annotations, video_info):
 
 def convert_thumos14(annotations, features, out, *, video_info=None, fps=25.0, stride=16,
                      skip_missing=False, rgb_dim=None, hdf5_single="duplicate",
-                     shard_size=records.DEFAULT_SHARD_SIZE, show_progress=None):
+                     show_progress=None):
     """Converts THUMOS14 (validation + test) into `out`.
 
     Args:
@@ -70,7 +70,6 @@ def convert_thumos14(annotations, features, out, *, video_info=None, fps=25.0, s
         raising DataError.
       rgb_dim: W-TALC joint features: width of the RGB part (default half).
       hdf5_single: HDF5 with one dataset per video: "duplicate" (flow = rgb) or "split" (halves).
-      shard_size: target bytes per TFRecord shard.
       show_progress: None = progress bar on a terminal.
 
     Returns:
@@ -82,7 +81,7 @@ def convert_thumos14(annotations, features, out, *, video_info=None, fps=25.0, s
     return records.write_converted_dataset(
         out, name="thumos14", annotations=thumos, features=source, feature_fps=fps,
         feature_stride=stride, on_missing="skip" if skip_missing else "error",
-        shard_size=shard_size, show_progress=show_progress)
+        show_progress=show_progress)
 
 
 def match_feature_ids(source, annotated):
@@ -116,7 +115,7 @@ def match_feature_ids(source, annotated):
 
 def convert_activitynet(annotations, features, out, *, video_info=None, fps=25.0, stride=16,
                         skip_missing=False, rgb_dim=None, hdf5_single="duplicate",
-                        shard_size=records.DEFAULT_SHARD_SIZE, show_progress=None):
+                        show_progress=None):
     """Converts ActivityNet1.3 into `out` (training, validation and test subsets).
 
     Args:
@@ -124,7 +123,7 @@ def convert_activitynet(annotations, features, out, *, video_info=None, fps=25.0
         `anet_anno_action.json` (then `video_info` = BSN's `video_info_new.csv` is required).
       features: an .h5 file (group per video, e.g. `v_<id>/c3d_features`), a per-video npy folder,
         or a W-TALC joint .npy (its annotation folder beside it).
-      out, video_info, fps, stride, skip_missing, rgb_dim, hdf5_single, shard_size, show_progress:
+      out, video_info, fps, stride, skip_missing, rgb_dim, hdf5_single, show_progress:
         as in `convert_thumos14`.
 
     Returns:
@@ -139,7 +138,7 @@ def convert_activitynet(annotations, features, out, *, video_info=None, fps=25.0
     return records.write_converted_dataset(
         out, name="activitynet", annotations=activitynet, features=source, feature_fps=fps,
         feature_stride=stride, on_missing="skip" if skip_missing else "error",
-        shard_size=shard_size, show_progress=show_progress)
+        show_progress=show_progress)
 
 
 def restrict_to_classes(ucf101, target_classes, target_description):
@@ -176,7 +175,7 @@ def restrict_to_classes(ucf101, target_classes, target_description):
 
 def convert_ucf101(splits, features, out, *, classes_of=None, split=1, fps=25.0, stride=16,
                    skip_missing=False, rgb_dim=None, hdf5_single="duplicate",
-                   shard_size=records.DEFAULT_SHARD_SIZE, show_progress=None):
+                   show_progress=None):
     """Converts UCF101 clips (the trimmed domain) into `out`.
 
     Args:
@@ -188,7 +187,7 @@ def convert_ucf101(splits, features, out, *, classes_of=None, split=1, fps=25.0,
         among its manifest classes are kept and the output's classes are exactly its classes, so
         label indices align (see `restrict_to_classes`). Clips of other classes need no features.
       split: 1, 2 or 3 (trainlist → "training", testlist → "test").
-      fps, stride, skip_missing, rgb_dim, hdf5_single, shard_size, show_progress: as in
+      fps, stride, skip_missing, rgb_dim, hdf5_single, show_progress: as in
         `convert_thumos14`.
 
     Returns:
@@ -209,7 +208,7 @@ def convert_ucf101(splits, features, out, *, classes_of=None, split=1, fps=25.0,
     return records.write_converted_dataset(
         out, name="ucf101", annotations=ucf101, features=source, feature_fps=fps,
         feature_stride=stride, on_missing="skip" if skip_missing else "error",
-        shard_size=shard_size, show_progress=show_progress, extra_manifest=extra)
+        show_progress=show_progress, extra_manifest=extra)
 
 
 def add_common_flags(parser):
@@ -237,7 +236,7 @@ def summary(manifest, out):
              f"{manifest['feature_rate']:g} segments/s"]
     for subset, entry in manifest["subsets"].items():
         lines.append(f"  {subset}: {entry['videos']} videos, {entry['instances']} instances, "
-                     f"{entry['segments']} segments, {len(entry['shards'])} shard(s)")
+                     f"{entry['segments']} segments in {entry['directory']}/")
     skipped = manifest["skipped_videos"]
     lines.append(f"  instances clipped to the video end: {manifest['clipped_segments']}, starting "
                  f"past it (kept): {manifest['segments_past_end']}; skipped videos: "

@@ -1,21 +1,28 @@
-"""The converted dataset format: TFRecord shards + manifest.json + ground_truth.json.
+"""The converted dataset format: one TFRecord file per video + manifest.json + ground_truth.json.
 
 A converted dataset directory holds
 
-  manifest.json        {"format": "tfwsar-v1", "dataset", "classes", "feature_fps", "feature_stride",
+  manifest.json        {"format": "tfwsar-v2", "dataset", "classes", "feature_fps", "feature_stride",
                         "feature_rate" (= fps / stride, segments per second),
                         "feature_dims": {"rgb": D_rgb, "flow": D_flow},
-                        "subsets": {subset: {"videos", "instances", "shards", "segments"}},
+                        "subsets": {subset: {"videos", "instances", "segments", "directory"}},
                         "clipped_segments", "segments_past_end", "skipped_videos", "source"}
   ground_truth.json    ActivityNet layout (`annotations.write_ground_truth`), durations filled in,
                        instance ends clipped to the video end (instances that start after the end
                        are kept as annotated: the official evaluations count them)
-  <subset>-00000-of-0000N.tfrecord
-                       one `tf.train.Example` per video:
+  <subset>/index.tsv   one row per video, in file order: file, video, num_segments, duration
+  <subset>/000000.tfrecord, 000001.tfrecord, …
+                       one file per video holding one `tf.train.Example`:
                          video (bytes), subset (bytes), duration (float, seconds),
                          num_segments (int64, T), rgb (bytes: T·D_rgb float32 little-endian,
                          row-major [T, D_rgb]), flow (bytes, same), labels (int64 list: indices
                          into the manifest's classes).
+
+Why one file per video: training reads videos in a seeded random order by index
+(`tfwsar.data.pipeline`), so no shuffle buffer holds the dataset in memory or in checkpoints, and a
+run's input position is one number (the step). A file per video is the random access that plain
+`tf.data` ops give (ActivityNet1.3: ~19,000 files). Format "tfwsar-v1" (size-based shards) is not
+read any more: convert again (the features are unchanged).
 
 `write_converted_dataset` writes one from annotations (`tfwsar.data.annotations`) and a feature
 source (`tfwsar.data.features`); `parse_example` turns a serialized example back into tensors
@@ -41,11 +48,12 @@ from tfwsar.data import annotations as annotation_io
 from tfwsar.errors import DataError
 from tfwsar.progress import progress
 
-FORMAT = "tfwsar-v1"
+FORMAT = "tfwsar-v2"
+INDEX_NAME = "index.tsv"
+INDEX_COLUMNS = ("file", "video", "num_segments", "duration")
 MANIFEST_NAME = "manifest.json"
 GROUND_TRUTH_NAME = "ground_truth.json"
 SUBSET_ORDER = ("training", "validation", "test")
-DEFAULT_SHARD_SIZE = 128 * 2**20  # bytes of serialized examples per shard (a target, not a cap)
 _LISTED_IN_ERRORS = 10
 
 
@@ -152,17 +160,38 @@ def read_manifest(directory):
         raise DataError(f"{path}: cannot read: {error}") from error
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
-        raise DataError(f"{path}: format {found!r} is not {FORMAT!r}")
+        hint = (" (written by an earlier tfwsar with size-based shards: convert the dataset again "
+                "with tools/convert_*.py)" if found == "tfwsar-v1" else "")
+        raise DataError(f"{path}: format {found!r} is not {FORMAT!r}{hint}")
     return manifest
 
 
-def shard_paths(directory, subset):
-    """Full paths of the TFRecord shards of `subset`, in order ([] if the subset is absent)."""
-    manifest = read_manifest(directory)
-    entry = manifest["subsets"].get(subset)
+def read_index(directory, subset):
+    """The videos of `subset` in file order: a DataFrame with columns `INDEX_COLUMNS`, `file` an
+    absolute path. Empty if the dataset has no such subset.
+
+    Raises:
+      DataError: the index file is missing or malformed.
+    """
+    entry = read_manifest(directory)["subsets"].get(subset)
     if entry is None:
-        return []
-    return [str(pathlib.Path(directory) / name) for name in entry["shards"]]
+        return pd.DataFrame(columns=list(INDEX_COLUMNS))
+    subset_dir = pathlib.Path(directory) / entry["directory"]
+    path = subset_dir / INDEX_NAME
+    try:
+        index = pd.read_csv(path, sep="\t", dtype={"file": str, "video": str},
+                            keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise DataError(f"{path}: cannot read the video index: {error}") from error
+    if tuple(index.columns) != INDEX_COLUMNS or len(index) != entry["videos"]:
+        raise DataError(f"{path}: expected columns {list(INDEX_COLUMNS)} and {entry['videos']} "
+                        f"rows (manifest), found {list(index.columns)} and {len(index)} rows")
+    return index.assign(file=[str(subset_dir / name) for name in index["file"]])
+
+
+def record_paths(directory, subset):
+    """Full paths of the per-video TFRecord files of `subset`, in order ([] if it is absent)."""
+    return read_index(directory, subset)["file"].tolist()
 
 
 def _describe(videos):
@@ -230,44 +259,25 @@ def _clip_instances(annotations):
     return dataclasses.replace(annotations, instances=instances), clipped, int(past_end.sum())
 
 
-class _ShardWriter:
-    """Writes one subset's examples into shards of about `shard_size` bytes each.
+class _SubsetWriter:
+    """Writes one subset's videos, one TFRecord file each, into `<subset>/`, and its index.tsv."""
 
-    Shards are written as `<subset>-NNNNN.partial` and renamed to `<subset>-NNNNN-of-MMMMM.tfrecord`
-    by `close()`, once the count M is known.
-    """
+    def __init__(self, directory, subset):
+        self.directory = directory / subset
+        self.directory.mkdir()
+        self.rows = []
 
-    def __init__(self, directory, subset, shard_size):
-        self.directory, self.subset, self.shard_size = directory, subset, shard_size
-        self.partial_paths = []
-        self._writer = None
-        self._bytes = 0
-
-    def write(self, serialized):
-        if self._writer is None or self._bytes >= self.shard_size:
-            self._close_current()
-            path = self.directory / f"{self.subset}-{len(self.partial_paths):05d}.partial"
-            self.partial_paths.append(path)
-            self._writer = tf.io.TFRecordWriter(str(path))
-            self._bytes = 0
-        self._writer.write(serialized)
-        self._bytes += len(serialized)
-
-    def _close_current(self):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+    def write(self, serialized, video, num_segments, duration):
+        name = f"{len(self.rows):06d}.tfrecord"
+        with tf.io.TFRecordWriter(str(self.directory / name)) as writer:
+            writer.write(serialized)
+        self.rows.append((name, video, int(num_segments), float(duration)))
 
     def close(self):
-        """Closes and renames the shards; returns their file names."""
-        self._close_current()
-        count = len(self.partial_paths)
-        names = []
-        for index, path in enumerate(self.partial_paths):
-            name = f"{self.subset}-{index:05d}-of-{count:05d}.tfrecord"
-            os.replace(path, self.directory / name)
-            names.append(name)
-        return names
+        """Writes index.tsv; returns the number of videos."""
+        pd.DataFrame(self.rows, columns=list(INDEX_COLUMNS)).to_csv(
+            self.directory / INDEX_NAME, sep="\t", index=False)
+        return len(self.rows)
 
 
 def _ordered_subsets(subsets):
@@ -276,8 +286,8 @@ def _ordered_subsets(subsets):
 
 
 def write_converted_dataset(out_dir, *, name, annotations, features, feature_fps=25.0,
-                            feature_stride=16, on_missing="error", shard_size=DEFAULT_SHARD_SIZE,
-                            show_progress=None, extra_manifest=None):
+                            feature_stride=16, on_missing="error", show_progress=None,
+                            extra_manifest=None):
     """Converts annotations + features into a dataset directory (see the module docstring).
 
     Every video of `annotations.videos` must have features in `features` and vice versa. A video
@@ -302,8 +312,6 @@ def write_converted_dataset(out_dir, *, name, annotations, features, feature_fps
       feature_fps: frames per second the features were extracted at.
       feature_stride: frames per segment.
       on_missing: "error" or "skip".
-      shard_size: target bytes of serialized examples per shard (a new shard starts once a shard
-        holds at least this much).
       show_progress: True/False forces the progress bar; None shows it on a terminal.
       extra_manifest: optional dict merged into the manifest (converter-specific facts).
 
@@ -352,8 +360,7 @@ def write_converted_dataset(out_dir, *, name, annotations, features, feature_fps
         dims = None
         durations = {}
         segments = {subset: 0 for subset in subsets}
-        shards = {}
-        writers = {subset: _ShardWriter(staged, subset, shard_size) for subset in subsets}
+        writers = {subset: _SubsetWriter(staged, subset) for subset in subsets}
         rows = zip(kept["video"], kept["subset"], kept["duration"], kept["labels"])
         for video, subset, duration, labels in progress(rows, total=len(kept),
                                                         desc=f"converting {name}",
@@ -375,9 +382,10 @@ def write_converted_dataset(out_dir, *, name, annotations, features, feature_fps
             durations[video] = float(duration)
             segments[subset] += num_segments
             writers[subset].write(serialize_video(
-                video, subset, duration, rgb, flow, [class_index[label] for label in labels]))
+                video, subset, duration, rgb, flow, [class_index[label] for label in labels]),
+                video, num_segments, duration)
         for subset in subsets:
-            shards[subset] = writers[subset].close()
+            writers[subset].close()
 
         converted = kept["video"].tolist()
         kept_annotations, clipped, past_end = _clip_instances(annotation_io.Annotations(
@@ -402,8 +410,8 @@ def write_converted_dataset(out_dir, *, name, annotations, features, feature_fps
             "feature_dims": {"rgb": int(dims[0]), "flow": int(dims[1])},
             "subsets": {subset: {"videos": int(video_counts.get(subset, 0)),
                                  "instances": int(instance_counts.get(subset, 0)),
-                                 "shards": shards[subset],
-                                 "segments": int(segments[subset])}
+                                 "segments": int(segments[subset]),
+                                 "directory": subset}
                         for subset in subsets},
             "clipped_segments": int(clipped),
             "segments_past_end": int(past_end),
