@@ -6,6 +6,7 @@
 plus extra keys a reader may ignore (selection, fused mAP, average over 0.1:0.7, protocol).
 """
 
+import glob
 import os
 
 import numpy as np
@@ -17,6 +18,13 @@ PAPER_THUMOS14_CLASSIFICATION = {"rgb": 0.744, "flow": 0.796, "fusion": 0.871}
 PAPER_THUMOS14_DETECTION = {"0.1": 0.559, "0.2": 0.469, "0.3": 0.383, "0.4": 0.281, "0.5": 0.186,
                             "0.6": 0.110, "0.7": 0.0559, "0.8": 0.0219, "0.9": 0.0029}
 PAPER_ACTIVITYNET_DETECTION = {"0.5": 0.331, "0.75": 0.187, "0.95": 0.0332, "average": 0.2178}
+
+
+def paper_results(protocol):
+    """(classification, detection) of the TSRNet paper on a protocol's dataset; None where it has none."""
+    if protocol == "activitynet":
+        return None, PAPER_ACTIVITYNET_DETECTION
+    return PAPER_THUMOS14_CLASSIFICATION, PAPER_THUMOS14_DETECTION
 
 
 def write_json(path, document):
@@ -120,8 +128,12 @@ def run_summary(rows, *, data_dir, root, contents, paper_classification=None,
     else:
         provenance = ("Embedded default = THUMOS14's real timeline with generated features: compare"
                       " rows with each other, not with a paper's numbers.")
+    # The last lines: where to look (report.html of the run, or of each variant / seed).
+    reports = sorted(glob.glob(os.path.join(root, "report.html"))
+                     + glob.glob(os.path.join(root, "*", "report.html")))
     return "\n\n".join([
         classification_table([(name, m["classification"]) for name, m in rows],
                              paper=paper_classification),
         detection_table([(name, m["detection"]) for name, m in rows], paper=paper_detection),
-        provenance + f"\nEverything is in {os.path.abspath(root)}: {contents}"])
+        provenance + f"\nEverything is in {os.path.abspath(root)}: {contents}"
+        + "".join(f"\nReport: {os.path.abspath(path)}" for path in reports)])

@@ -10,10 +10,11 @@ Writes manifest.json, ground_truth.json and TFRecord shards (see tfwsar/data/rec
 """
 
 import argparse
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: a readable output
+from tfwsar import console
+
+console.quiet_terminal()  # before TensorFlow loads (TFWSAR_VERBOSE=1: all its logs)
 
 from tfwsar.data import convert  # noqa: E402  pylint: disable=wrong-import-position
 

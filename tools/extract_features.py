@@ -14,10 +14,11 @@ Needs the video extra: pip install -e '.[video]'. --weights imagenet reads the K
 """
 
 import argparse
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tfwsar import console
+
+console.quiet_terminal()  # before TensorFlow loads (TFWSAR_VERBOSE=1: all its logs)
 
 from tfwsar.errors import DataError  # noqa: E402
 from tfwsar.extraction import backbones  # noqa: E402

@@ -12,7 +12,9 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: a readable output
+from tfwsar import console
+
+console.quiet_terminal()  # before TensorFlow loads (TFWSAR_VERBOSE=1: all its logs)
 
 from tfwsar import export, localize  # noqa: E402  pylint: disable=wrong-import-position
 from tfwsar.data import features as feature_sources  # noqa: E402  pylint: disable=wrong-import-position
