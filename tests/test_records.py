@@ -105,7 +105,7 @@ def test_manifest_has_the_documented_keys_and_counts(tmp_path):
     manifest = records.write_converted_dataset(
         tmp_path / "converted", name="toy", annotations=annotations,
         features=features.InMemoryFeatures(stored), feature_fps=30.0, feature_stride=15)
-    assert manifest["format"] == "tfwsar-v2" and manifest["dataset"] == "toy"
+    assert manifest["format"] == "tfwsar-v3" and manifest["dataset"] == "toy"
     assert manifest["classes"] == CLASSES
     assert (manifest["feature_fps"], manifest["feature_stride"], manifest["feature_rate"]) == (30.0, 15, 2.0)
     assert manifest["feature_dims"] == {"rgb": 4, "flow": 2}
@@ -189,6 +189,10 @@ def test_each_video_gets_its_own_file_listed_in_the_subset_index(tmp_path):
     assert [pathlib.Path(path).name for path in index["file"]] == [
         "000000.tfrecord", "000001.tfrecord"]
     assert index["num_segments"].tolist() == [len(stored[v][0]) for v in ("video_a", "video_b")]
+    labels = {video: [CLASSES.index(label) for label in annotations.videos.set_index("video")
+                      .loc[video, "labels"]] for video in ("video_a", "video_b")}
+    assert [[int(i) for i in text.split()] for text in index["labels"]] == [
+        labels["video_a"], labels["video_b"]]
     for path, video in zip(index["file"], index["video"]):
         (serialized,) = list(tf.data.TFRecordDataset(path).as_numpy_iterator())
         assert tf.train.Example.FromString(serialized).features.feature[

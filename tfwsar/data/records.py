@@ -2,7 +2,7 @@
 
 A converted dataset directory holds
 
-  manifest.json        {"format": "tfwsar-v2", "dataset", "classes", "feature_fps", "feature_stride",
+  manifest.json        {"format": "tfwsar-v3", "dataset", "classes", "feature_fps", "feature_stride",
                         "feature_rate" (= fps / stride, segments per second),
                         "feature_dims": {"rgb": D_rgb, "flow": D_flow},
                         "subsets": {subset: {"videos", "instances", "segments", "directory"}},
@@ -10,7 +10,8 @@ A converted dataset directory holds
   ground_truth.json    ActivityNet layout (`annotations.write_ground_truth`), durations filled in,
                        instance ends clipped to the video end (instances that start after the end
                        are kept as annotated: the official evaluations count them)
-  <subset>/index.tsv   one row per video, in file order: file, video, num_segments, duration
+  <subset>/index.tsv   one row per video, in file order: file, video, num_segments, duration,
+                       labels (class indices separated by spaces; empty for none)
   <subset>/000000.tfrecord, 000001.tfrecord, …
                        one file per video holding one `tf.train.Example`:
                          video (bytes), subset (bytes), duration (float, seconds),
@@ -21,8 +22,8 @@ A converted dataset directory holds
 Why one file per video: training reads videos in a seeded random order by index
 (`tfwsar.data.pipeline`), so no shuffle buffer holds the dataset in memory or in checkpoints, and a
 run's input position is one number (the step). A file per video is the random access that plain
-`tf.data` ops give (ActivityNet1.3: ~19,000 files). Format "tfwsar-v1" (size-based shards) is not
-read any more: convert again (the features are unchanged).
+`tf.data` ops give (ActivityNet1.3: ~19,000 files). Earlier formats ("tfwsar-v1": size-based
+shards; "tfwsar-v2": an index without labels) are not read any more: convert again.
 
 `write_converted_dataset` writes one from annotations (`tfwsar.data.annotations`) and a feature
 source (`tfwsar.data.features`); `parse_example` turns a serialized example back into tensors
@@ -48,9 +49,9 @@ from tfwsar.data import annotations as annotation_io
 from tfwsar.errors import DataError
 from tfwsar.progress import progress
 
-FORMAT = "tfwsar-v2"
+FORMAT = "tfwsar-v3"
 INDEX_NAME = "index.tsv"
-INDEX_COLUMNS = ("file", "video", "num_segments", "duration")
+INDEX_COLUMNS = ("file", "video", "num_segments", "duration", "labels")
 MANIFEST_NAME = "manifest.json"
 GROUND_TRUTH_NAME = "ground_truth.json"
 SUBSET_ORDER = ("training", "validation", "test")
@@ -147,7 +148,7 @@ def read_manifest(directory):
     """The manifest.json of a converted dataset directory, as a dict.
 
     Raises:
-      DataError: no manifest.json, invalid JSON, or not the tfwsar-v1 format.
+      DataError: no manifest.json, invalid JSON, or not the current format (FORMAT).
     """
     path = pathlib.Path(directory) / MANIFEST_NAME
     try:
@@ -160,8 +161,8 @@ def read_manifest(directory):
         raise DataError(f"{path}: cannot read: {error}") from error
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
-        hint = (" (written by an earlier tfwsar with size-based shards: convert the dataset again "
-                "with tools/convert_*.py)" if found == "tfwsar-v1" else "")
+        hint = (" (written by an earlier tfwsar: convert the dataset again with "
+                "tools/convert_*.py)" if found in ("tfwsar-v1", "tfwsar-v2") else "")
         raise DataError(f"{path}: format {found!r} is not {FORMAT!r}{hint}")
     return manifest
 
@@ -179,7 +180,7 @@ def read_index(directory, subset):
     subset_dir = pathlib.Path(directory) / entry["directory"]
     path = subset_dir / INDEX_NAME
     try:
-        index = pd.read_csv(path, sep="\t", dtype={"file": str, "video": str},
+        index = pd.read_csv(path, sep="\t", dtype={"file": str, "video": str, "labels": str},
                             keep_default_na=False)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise DataError(f"{path}: cannot read the video index: {error}") from error
@@ -267,11 +268,12 @@ class _SubsetWriter:
         self.directory.mkdir()
         self.rows = []
 
-    def write(self, serialized, video, num_segments, duration):
+    def write(self, serialized, video, num_segments, duration, label_indices):
         name = f"{len(self.rows):06d}.tfrecord"
         with tf.io.TFRecordWriter(str(self.directory / name)) as writer:
             writer.write(serialized)
-        self.rows.append((name, video, int(num_segments), float(duration)))
+        self.rows.append((name, video, int(num_segments), float(duration),
+                          " ".join(str(index) for index in label_indices)))
 
     def close(self):
         """Writes index.tsv; returns the number of videos."""
@@ -381,9 +383,9 @@ def write_converted_dataset(out_dir, *, name, annotations, features, feature_fps
                 duration = num_segments / feature_rate
             durations[video] = float(duration)
             segments[subset] += num_segments
-            writers[subset].write(serialize_video(
-                video, subset, duration, rgb, flow, [class_index[label] for label in labels]),
-                video, num_segments, duration)
+            label_indices = [class_index[label] for label in labels]
+            writers[subset].write(serialize_video(video, subset, duration, rgb, flow, label_indices),
+                                  video, num_segments, duration, label_indices)
         for subset in subsets:
             writers[subset].close()
 
