@@ -174,3 +174,25 @@ def test_uniform_sampling_never_indexes_past_the_end():
             tf.constant(length), 200, tf.fill([200], largest_offset))
         assert int(tf.reduce_max(indices)) == length - 1
         assert np.all(np.diff(indices.numpy()) >= 0)
+
+
+def test_class_pairs_share_a_class_and_the_stream_starts_at_any_batch():
+    labels = [[0], [0], [1], [1], [1], [2], [0, 1], [3]]
+    rows = list(pipeline.class_pair_positions(labels, 5, 2, seed=3).take(50).as_numpy_iterator())
+    assert [position for position, _ in rows] == list(range(50))
+    for batch in range(10):
+        for pair in range(2):
+            first, second = (rows[5 * batch + 2 * pair + k][1] for k in (0, 1))
+            assert first != second and set(labels[first]) & set(labels[second])
+    later = list(pipeline.class_pair_positions(labels, 5, 2, seed=3, first_batch=7)
+                 .take(15).as_numpy_iterator())
+    assert later == rows[35:50]
+
+
+def test_training_batches_with_similar_pairs_start_with_same_label_pairs(dataset_dir):
+    # "short" is Run+Throw and "mid" Throw: the only class with two videos is Throw.
+    batch = next(iter(pipeline.training_dataset(dataset_dir, ["validation"], num_segments=8,
+                                                batch_size=3, similar_pairs=1)))
+    first, second = batch["labels"][0].numpy(), batch["labels"][1].numpy()
+    assert set(batch["video"].numpy()[:2]) == {b"short", b"mid"}
+    assert (first * second)[CLASSES.index("Throw")] == 1

@@ -20,29 +20,31 @@ position is the number of batches it has consumed, i.e. its step: `train_lib.Tra
 stream at the restored step instead of checkpointing an iterator. Checkpoints hold no data.
 """
 
+import pandas as pd
 import tensorflow as tf
 
 from tfwsar.data import records
 
-_SHUFFLE_SALT, _SAMPLING_SALT = 0, 1
+_SHUFFLE_SALT, _SAMPLING_SALT, _PAIR_SALT = 0, 1, 2
 _MAX_EPOCHS = 2**40
 
 
-def _video_files(data_dir, subsets, videos=None, allow_empty=False):
-    """Paths of the per-video files of `subsets` (file order), keeping only `videos` if given.
+def _video_index(data_dir, subsets, videos=None, allow_empty=False):
+    """The index rows (`records.read_index`) of `subsets` in file order, only `videos` if given.
 
     Raises FileNotFoundError when none is left, unless `allow_empty` and the subsets have videos.
     """
-    files = []
+    frames = []
     for subset in subsets:
         index = records.read_index(data_dir, subset)
         if videos is not None:
             index = index[index["video"].isin(set(videos))]
-        files += index["file"].tolist()
-    if not files and not (allow_empty and videos is not None):
+        frames.append(index)
+    index = pd.concat(frames, ignore_index=True)
+    if index.empty and not (allow_empty and videos is not None):
         raise FileNotFoundError(f"{data_dir}: no videos in subsets {list(subsets)}"
                                 + ("" if videos is None else f" among the {len(videos)} requested"))
-    return files
+    return index
 
 
 def _parser(manifest):
@@ -142,8 +144,62 @@ def shuffled_positions(num_videos, seed, first_element=0):
             .skip(first_element - first_epoch * num_videos))
 
 
+def class_pair_positions(video_labels, batch_size, similar_pairs, seed, first_batch=0):
+    """(element position p, video index) batches whose first `similar_pairs` pairs share a class.
+
+    W-TALC's sampler (Paul et al., ECCV 2018): in batch b, pair i draws a class c uniformly among
+    the classes with at least two videos, then two different videos labelled c, from the seed
+    (seed, b · similar_pairs + i); the other `batch_size − 2 · similar_pairs` rows follow the
+    shuffled epochs of `shuffled_positions`. Element p = b · batch_size + row, so each batch is a
+    function of (seed, b) and the stream starts at any batch.
+
+    Args:
+      video_labels: per video index, its class indices.
+    """
+    if not 0 < 2 * similar_pairs <= batch_size:
+        raise ValueError(f"similar_pairs={similar_pairs} needs 0 < 2·pairs <= batch_size={batch_size}")
+    by_class = {}
+    for video, labels in enumerate(video_labels):
+        for label in labels:
+            by_class.setdefault(int(label), []).append(video)
+    members = [videos for _, videos in sorted(by_class.items()) if len(videos) >= 2]
+    if not members:
+        raise ValueError("no class has two training videos: same-class pairs cannot be drawn")
+    lists = tf.ragged.constant(members, dtype=tf.int64)
+    random_rows = batch_size - 2 * similar_pairs
+
+    def pair(draw):
+        key = _seed(seed, _PAIR_SALT, draw)
+        class_row = tf.random.stateless_uniform([], key, 0, lists.nrows(), dtype=tf.int64)
+        videos = lists[class_row]
+        count = tf.shape(videos, out_type=tf.int64)[0]
+        first = tf.random.stateless_uniform([], key + 1, 0, count, dtype=tf.int64)
+        second = (first + tf.random.stateless_uniform([], key + 2, 1, count, dtype=tf.int64)) % count
+        return tf.stack([videos[first], videos[second]])
+
+    def pair_rows(batch_index):
+        draws = batch_index * similar_pairs + tf.range(similar_pairs, dtype=tf.int64)
+        paired = tf.reshape(tf.map_fn(pair, draws), [-1])
+        return batch_index * batch_size + tf.range(2 * similar_pairs, dtype=tf.int64), paired
+
+    batch_indices = tf.data.Dataset.range(first_batch, _MAX_EPOCHS * len(video_labels))
+    if random_rows == 0:
+        return batch_indices.flat_map(
+            lambda batch_index: tf.data.Dataset.from_tensor_slices(pair_rows(batch_index)))
+    rest = shuffled_positions(len(video_labels), seed, first_batch * random_rows).batch(random_rows)
+
+    def rows(batch_index, rest_batch):
+        positions, paired = pair_rows(batch_index)
+        rest_positions = (batch_index * batch_size + 2 * similar_pairs
+                          + tf.range(random_rows, dtype=tf.int64))
+        return tf.data.Dataset.from_tensor_slices((tf.concat([positions, rest_positions], 0),
+                                                   tf.concat([paired, rest_batch[1]], 0)))
+
+    return tf.data.Dataset.zip(batch_indices, rest).flat_map(rows)
+
+
 def training_dataset(data_dir, subsets, *, num_segments, batch_size, seed=0, videos=None,
-                     sampling="uniform", first_batch=0, deterministic=True):
+                     sampling="uniform", first_batch=0, similar_pairs=0, deterministic=True):
     """An infinite stream of shuffled training batches of fixed length `num_segments`.
 
     The stream is a function of `seed` alone (see the module docstring); `first_batch=k` gives the
@@ -158,12 +214,20 @@ def training_dataset(data_dir, subsets, *, num_segments, batch_size, seed=0, vid
       videos: optional collection of video ids to keep (e.g. the training part of a split).
       sampling: "uniform" (default) or "crop"; see the module docstring.
       first_batch: index of the first batch to yield (a resumed run passes its step).
+      similar_pairs: if > 0, each batch starts with this many pairs of videos sharing a class
+        (`class_pair_positions`; W-TALC's co-activity loss needs them).
       deterministic: keep element order fixed under parallel reads (needed for exact resumption).
     """
     manifest = records.read_manifest(data_dir)
-    files = tf.constant(_video_files(data_dir, subsets, videos))
+    index = _video_index(data_dir, subsets, videos)
+    files = tf.constant(index["file"].tolist())
     parse = _parser(manifest)
-    positions = shuffled_positions(files.shape[0], seed, int(first_batch) * int(batch_size))
+    if similar_pairs:
+        positions = class_pair_positions(
+            [[int(label) for label in text.split()] for text in index["labels"]], int(batch_size),
+            int(similar_pairs), seed, int(first_batch))
+    else:
+        positions = shuffled_positions(files.shape[0], seed, int(first_batch) * int(batch_size))
 
     def read(position, video_index):
         return tf.data.TFRecordDataset(files[video_index]).map(
@@ -188,7 +252,7 @@ def evaluation_dataset(data_dir, subset, *, batch_size=1, videos=None):
     """
     manifest = records.read_manifest(data_dir)
     files = tf.data.Dataset.from_tensor_slices(tf.constant(
-        _video_files(data_dir, [subset], videos, allow_empty=True), tf.string))
+        _video_index(data_dir, [subset], videos, allow_empty=True)["file"].tolist(), tf.string))
     dataset = _read_in_order(files, tf.data.TFRecordDataset).map(
         _parser(manifest), num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.map(_drop_subset).map(_with_mask)
