@@ -1,4 +1,5 @@
-"""The Keras layers: self-attention pooling, mean pooling, MMD."""
+"""The Keras layers: self-attention pooling, mean pooling, MMD, top-k pooling, sigmoid attention,
+min-max normalisation."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,15 @@ import tensorflow as tf
 import keras
 
 from tfwsar import losses
-from tfwsar.layers import MaximumMeanDiscrepancy, MeanPooling, SelfAttentionPooling
+from tfwsar.layers import (
+    MaximumMeanDiscrepancy,
+    MeanPooling,
+    SelfAttentionPooling,
+    SigmoidAttention,
+    TemporalMinMaxNormalization,
+    TopKTemporalPooling,
+)
+from tfwsar.layers.minmax_normalization import temporal_minmax
 
 BATCH, SEGMENTS, FEATURES = 3, 6, 5
 
@@ -141,8 +150,11 @@ def test_symbolic_and_eager_calls_agree(features_and_mask):
     [
         lambda: SelfAttentionPooling(attention_units=4, use_bias=True, return_logits=True),
         lambda: MeanPooling(return_logits=True),
+        lambda: TopKTemporalPooling(divisor=3, rounding="floor"),
+        lambda: SigmoidAttention(hidden_units=3, negative_slope=0.2, return_logits=True),
+        lambda: TemporalMinMaxNormalization(rectify=True),
     ],
-    ids=["attention", "mean"],
+    ids=["attention", "mean", "topk", "sigmoid_attention", "minmax"],
 )
 def test_keras_file_round_trip_gives_exactly_equal_outputs(make_layer, features_and_mask, tmp_path):
     features, mask = features_and_mask
@@ -152,8 +164,11 @@ def test_keras_file_round_trip_gives_exactly_equal_outputs(make_layer, features_
     path = tmp_path / "pooling.keras"
     model.save(path)
     restored = keras.saving.load_model(path)
-    for before, after in zip(model([features, mask]), restored([features, mask])):
-        np.testing.assert_array_equal(before.numpy(), after.numpy())
+    before = keras.tree.flatten(model([features, mask]))
+    after = keras.tree.flatten(restored([features, mask]))
+    assert len(before) == len(after)
+    for one, other in zip(before, after):
+        np.testing.assert_array_equal(one.numpy(), other.numpy())
 
 
 def test_config_keeps_every_constructor_argument():
@@ -220,3 +235,66 @@ def test_mmd_layer_ignores_masked_rows():
     config = MaximumMeanDiscrepancy.from_config(layer.get_config()).get_config()
     assert config["base_bandwidth"] == 2.0
     assert tuple(config["bandwidths"]) == losses.DEFAULT_MMD_BANDWIDTHS
+
+
+# --- Layers of the baselines: top-k pooling, sigmoid attention, min-max normalisation ---
+
+
+def test_topk_pooling_layer_is_the_loss_function_and_ignores_padding(features_and_mask):
+    features, mask = features_and_mask  # padding holds 100
+    pooled = TopKTemporalPooling(divisor=2, rounding="ceil")(features, mask=mask).numpy()
+    np.testing.assert_array_equal(
+        pooled, losses.topk_temporal_mean(features, mask, divisor=2, rounding="ceil").numpy()
+    )
+    top_two = -np.sort(-features[1, :4], axis=0)[:2].mean(axis=0)  # 4 valid: k = 2
+    np.testing.assert_allclose(pooled[1], top_two, rtol=1e-6)
+    np.testing.assert_allclose(pooled[2], features[2, 0], rtol=1e-6)  # 1 valid: k = 1
+    with pytest.raises(ValueError, match="rounding"):
+        TopKTemporalPooling(rounding="round")
+
+
+def test_sigmoid_attention_follows_the_equation_and_is_zero_at_padding(features_and_mask):
+    features, mask = features_and_mask
+    layer = SigmoidAttention(hidden_units=4, negative_slope=0.01, return_logits=True)
+    weights, logits = layer(features, mask=mask)
+    hidden = features @ layer.hidden.kernel.numpy() + layer.hidden.bias.numpy()
+    hidden = np.where(hidden > 0, hidden, 0.01 * hidden)  # LeakyReLU
+    expected_logits = (hidden @ layer.score.kernel.numpy())[..., 0] + layer.score.bias.numpy()[0]
+    expected = 1.0 / (1.0 + np.exp(-expected_logits))
+    np.testing.assert_allclose(weights.numpy()[mask > 0], expected[mask > 0], rtol=1e-5)
+    assert np.all(weights.numpy()[mask == 0] == 0.0) and np.all(logits.numpy()[mask == 0] == 0.0)
+    junk = features.copy()
+    junk[mask == 0] = -7.0
+    np.testing.assert_array_equal(layer(junk, mask=mask)[0].numpy(), weights.numpy())
+
+
+def test_minmax_normalisation_by_hand():
+    values = np.array([[[2.0, -3.0], [4.0, -1.0], [3.0, -2.0], [50.0, 50.0]]], "float32")
+    mask = np.array([[1, 1, 1, 0]], "float32")
+    # W-TALC: (v − min) / (max − min) per class over valid segments.
+    plain = temporal_minmax(values, mask).numpy()
+    np.testing.assert_allclose(plain[0, :, 0], [0.0, 1.0, 0.5, 0.0])
+    np.testing.assert_allclose(plain[0, :, 1], [0.0, 1.0, 0.5, 0.0])
+    # BaS-Net: lo⁺ = max(min, 0), hi⁺ = max(max, 0); class 0: (v − 2) / 2; class 1: no positive
+    # range → max(v, 0) = 0.
+    rectified = TemporalMinMaxNormalization(rectify=True)(values, mask=mask).numpy()
+    np.testing.assert_allclose(rectified[0, :, 0], [0.0, 1.0, 0.5, 0.0])
+    np.testing.assert_allclose(rectified[0, :, 1], [0.0, 0.0, 0.0, 0.0])
+    mixed = np.array([[[-1.0], [3.0], [1.0]]], "float32")  # lo⁺ = 0, hi⁺ = 3; −1 clips to 0
+    mixed_scaled = temporal_minmax(mixed, rectify=True).numpy()[0, :, 0]
+    np.testing.assert_allclose(mixed_scaled, [0.0, 1.0, 1 / 3], rtol=1e-6)
+    constant = temporal_minmax(np.ones((1, 3, 1), "float32")).numpy()
+    assert np.all(constant == 0.0)
+
+
+def test_baseline_layer_configs_keep_every_constructor_argument():
+    topk = TopKTemporalPooling.from_config(TopKTemporalPooling(5, "floor", name="k").get_config())
+    assert (topk.divisor, topk.rounding, topk.name) == (5, "floor", "k")
+    attention = SigmoidAttention.from_config(
+        SigmoidAttention(7, negative_slope=0.01, return_logits=True).get_config()
+    )
+    settings = (attention.hidden_units, attention.negative_slope, attention.return_logits)
+    assert settings == (7, 0.01, True)
+    assert TemporalMinMaxNormalization.from_config(
+        TemporalMinMaxNormalization(rectify=True).get_config()
+    ).rectify

@@ -297,3 +297,133 @@ def test_stream_loss_is_differentiable_inside_a_tf_function(step_inputs):
     total, gradient = step()
     assert np.isfinite(float(total))
     assert np.abs(gradient.numpy()).max() > 0
+
+
+# --- Baselines: top-k MIL (W-TALC, BaS-Net), CASL (W-TALC), STPN's and BaS-Net's terms ---
+
+
+def test_topk_mean_rounds_k_up_or_down_over_valid_segments_only():
+    # 9 valid segments: k = ⌈9/8⌉ = 2 (W-TALC), ⌊9/8⌋ = 1 (BaS-Net); the padding's 100 never counts.
+    values = np.array([5, 1, 4, 0, 2, 3, 0, 1, 0.5, 100], "float32").reshape(1, 10, 1)
+    mask = np.array([[1] * 9 + [0]], "float32")
+    ceil = losses.topk_temporal_mean(values, mask, divisor=8, rounding="ceil")
+    floor = losses.topk_temporal_mean(values, mask, divisor=8, rounding="floor")
+    np.testing.assert_allclose(ceil.numpy(), [[(5.0 + 4.0) / 2]])
+    np.testing.assert_allclose(floor.numpy(), [[5.0]])
+    # Counting the padding would give k = ⌈10/8⌉ = 2 and (100 + 5) / 2.
+    assert float(losses.topk_temporal_mean(values, divisor=8)) == pytest.approx(52.5)
+
+
+def test_topk_mean_keeps_at_least_one_segment_and_gives_zero_without_any():
+    values = np.array([[[3.0, -1.0], [1.0, -2.0], [2.0, 7.0]]] * 2, "float32")
+    mask = np.array([[1, 1, 1], [0, 0, 0]], "float32")
+    pooled = losses.topk_temporal_mean(values, mask, divisor=8, rounding="floor").numpy()
+    np.testing.assert_allclose(pooled, [[3.0, 7.0], [0.0, 0.0]])
+    with pytest.raises(ValueError, match="rounding"):
+        losses.topk_temporal_mean(values, mask, rounding="nearest")
+
+
+def test_topk_mil_loss_by_hand_and_padding_gets_no_gradient():
+    logits = np.zeros((1, 10, 2), "float32")
+    logits[0, :9, 0] = [4, 2, 0, 0, 0, 0, 0, 0, 0]  # top-2 mean 3
+    logits[0, :9, 1] = [1, 1, 1, 1, 1, 1, 1, 1, 1]  # top-2 mean 1
+    logits[0, 9] = [-50.0, 80.0]  # padding: would swap the classes if counted
+    mask = np.array([[1] * 9 + [0]], "float32")
+    labels = np.array([[1.0, 0.0]], "float32")
+    expected = -math.log(math.exp(3) / (math.exp(3) + math.exp(1)))
+    variable = tf.Variable(logits)
+    with tf.GradientTape() as tape:
+        loss = losses.topk_mil_loss(labels, variable, mask)
+    np.testing.assert_allclose(loss.numpy(), [expected], rtol=1e-6)
+    gradient = tape.gradient(loss, variable).numpy()
+    assert np.all(gradient[0, 9] == 0.0)
+    assert np.count_nonzero(gradient[0, :, 0]) == 2  # only the top-2 segments of each class
+
+
+def _casl_video(first_logit, features):
+    """A 2-segment, 1-class video: logits [first_logit, 0], features [2, D]."""
+    return np.array([[first_logit], [0.0]], "float32"), np.array(features, "float32")
+
+
+def test_casl_of_two_videos_by_hand():
+    # Attention softmax([log 3, 0]) = [¾, ¼]; with x1 = e1, x2 = e2: Hf = [¾, ¼], Lf = [¼, ¾]
+    # (Lf divides by n − 1 = 1; the cosine ignores scale anyway).
+    logits_a, features_a = _casl_video(math.log(3.0), [[1, 0], [0, 1]])
+    # Reversed roles: Hf' = [¼, ¾], Lf' = [¾, ¼].
+    logits_b, features_b = _casl_video(math.log(3.0), [[0, 1], [1, 0]])
+    labels = np.ones((2, 1), "float32")
+    # d[Hf, Hf'] = 1 − 0.375/0.625 = 0.4, d[Hf, Lf'] = d[Lf, Hf'] = 0: ½(0.9 + 0.9) = 0.9.
+    different = losses.co_activity_similarity_loss(
+        np.stack([features_a, features_b]), np.stack([logits_a, logits_b]), labels
+    )
+    np.testing.assert_allclose(float(different), 0.9, rtol=1e-5)
+    # Two identical videos: d[Hf, Hf'] = 0, d[Hf, Lf'] = 0.4: ½(0.1 + 0.1) = 0.1.
+    same = losses.co_activity_similarity_loss(
+        np.stack([features_a, features_a]), np.stack([logits_a, logits_a]), labels
+    )
+    np.testing.assert_allclose(float(same), 0.1, rtol=1e-5)
+
+
+def test_casl_averages_over_pairs_that_share_a_class_and_ignores_padding():
+    logits_a, features_a = _casl_video(math.log(3.0), [[1, 0], [0, 1]])
+    logits_b, features_b = _casl_video(math.log(3.0), [[0, 1], [1, 0]])
+    videos = "abaabab"
+    # One padded segment per video, holding junk (a large logit would take all the attention).
+    features = np.stack([{"a": features_a, "b": features_b}[v] for v in videos])
+    features = np.concatenate([features, np.full((7, 1, 2), 9.0, "float32")], axis=1)
+    logits = np.stack([{"a": logits_a, "b": logits_b}[v] for v in videos])
+    logits = np.concatenate([logits, np.full((7, 1, 1), 40.0, "float32")], axis=1)
+    mask = np.array([[1, 1, 0]] * 7, "float32")
+    # Pairs: (0, 1) share class 0 → 0.9; (2, 3) share class 0 → 0.1; (4, 5) share nothing;
+    # row 6 is unpaired. Class 1 is shared by nobody.
+    labels = np.array([[1, 0], [1, 1], [1, 0], [1, 0], [1, 0], [0, 1], [1, 1]], "float32")
+    logits = np.concatenate([logits, np.zeros_like(logits)], axis=-1)
+    loss = losses.co_activity_similarity_loss(features, logits, labels, mask)
+    np.testing.assert_allclose(float(loss), 0.5, rtol=1e-5)
+    no_shared = losses.co_activity_similarity_loss(
+        features[4:6], logits[4:6], labels[4:6], mask[4:6]
+    )
+    assert float(no_shared) == 0.0
+
+
+def test_sigmoid_classification_loss_is_mean_binary_cross_entropy_over_classes():
+    labels = [[1.0, 0.0]]
+    logits = [[0.0, math.log(3.0)]]  # σ = ½, ¾
+    expected = 0.5 * (-math.log(0.5) - math.log(0.25))
+    loss = losses.sigmoid_classification_loss(labels, logits)
+    np.testing.assert_allclose(loss.numpy(), [expected], rtol=1e-6)
+
+
+def test_segment_l1_sums_or_averages_valid_segments():
+    weights = [[0.5, 0.25, 0.75, 0.9], [0.1, 0.2, 0.3, 0.4]]
+    mask = [[1, 1, 1, 0], [1, 1, 1, 1]]
+    np.testing.assert_allclose(losses.segment_l1_loss(weights, mask).numpy(), [1.5, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(
+        losses.segment_l1_loss(weights, mask, reduction="mean").numpy(), [0.5, 0.25], rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="reduction"):
+        losses.segment_l1_loss(weights, mask, reduction="max")
+
+
+def test_background_labels_add_background_to_the_base_branch_only():
+    base, suppressed = losses.background_class_labels([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(base.numpy(), [[1 / 3, 0, 1 / 3, 1 / 3], [0, 0, 0, 1]], rtol=1e-6)
+    np.testing.assert_allclose(suppressed.numpy(), [[0.5, 0, 0.5, 0], [0, 0, 0, 0]], rtol=1e-6)
+
+
+def test_softmax_binary_cross_entropy_by_hand_and_finite_at_saturation():
+    logits = np.array([[math.log(2.0), 0.0, math.log(1.0)]], "float32")  # p = ½, ¼, ¼
+    targets = np.array([[0.5, 0.0, 0.5]], "float32")
+    expected = (
+        -(0.5 * math.log(0.5) + 0.5 * math.log(0.5))
+        - math.log(0.75)
+        - (0.5 * math.log(0.25) + 0.5 * math.log(0.75))
+    ) / 3
+    loss = losses.softmax_binary_cross_entropy(targets, logits)
+    np.testing.assert_allclose(loss.numpy(), [expected], rtol=1e-6)
+    saturated = tf.Variable([[200.0, -200.0, 0.0]])
+    with tf.GradientTape() as tape:
+        value = losses.softmax_binary_cross_entropy([[0.5, 0.0, 0.5]], saturated)
+    gradient = tape.gradient(value, saturated)
+    assert np.isfinite(value.numpy()).all() and np.isfinite(gradient.numpy()).all()
+    assert float(value) > 50  # log(1 − p) ≈ −200 for the saturated class, not clipped

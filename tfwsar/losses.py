@@ -506,3 +506,217 @@ def convex_clustering_loss(
     total = tf.math.unsorted_segment_sum(pair_loss, video, tf.cast(batch_size, tf.int64))
     num_classes = tf.reduce_sum(tf.cast(positive, dtype), axis=1)
     return tf.math.divide_no_nan(total, num_classes)
+
+
+# --- Baselines: W-TALC (Paul et al., ECCV 2018), STPN (Nguyen et al., CVPR 2018), BaS-Net (Lee et
+# al., AAAI 2020). The method modules in tfwsar.methods compose these terms; each takes `[B, ...]`
+# tensors and a `[B, T]` mask (1 = valid segment) so padding never counts.
+
+TOPK_ROUNDINGS = ("ceil", "floor")
+
+
+def topk_temporal_mean(values, mask=None, divisor=8, rounding="ceil"):
+    """Per channel, the mean of the k largest values over a video's valid segments.
+
+        k = ⌈n / divisor⌉ ("ceil", W-TALC) or ⌊n / divisor⌋ ("floor", BaS-Net), kept in [1, n]
+
+    with n the number of valid segments of the video (k = 0 and a result of 0 when n = 0). Padded
+    segments are never among the k, whatever they hold, and get no gradient.
+
+    Args:
+        values: `[B, T, C]` per-segment scores (e.g. class logits).
+        mask: `[B, T]` 1 = valid segment, 0 = padding (None: all valid).
+        divisor: r in k = n / r (8 in both papers).
+        rounding: one of `TOPK_ROUNDINGS`.
+
+    Returns:
+        `[B, C]`.
+    """
+    if rounding not in TOPK_ROUNDINGS:
+        raise ValueError(f"unknown rounding {rounding!r}; expected one of {TOPK_ROUNDINGS}")
+    values = tf.convert_to_tensor(values)
+    valid = _segment_weights(values, mask)  # [B, T]
+    count = tf.reduce_sum(valid, axis=1)  # n, [B]
+    round_k = tf.math.ceil if rounding == "ceil" else tf.math.floor
+    k = tf.minimum(tf.maximum(round_k(count / divisor), 1.0), count)
+    filled = tf.where(valid[:, :, None] > 0, values, values.dtype.min)
+    ranked = tf.sort(filled, axis=1, direction="DESCENDING")  # [B, T, C]
+    rank = tf.range(tf.shape(values)[1], dtype=tf.float32)
+    kept = rank[None, :, None] < k[:, None, None]
+    total = tf.reduce_sum(tf.where(kept, ranked, tf.zeros_like(ranked)), axis=1)
+    return tf.math.divide_no_nan(total, tf.cast(k, values.dtype)[:, None])
+
+
+def topk_mil_loss(labels, segment_logits, mask=None, divisor=8, rounding="ceil"):
+    """W-TALC's multiple-instance learning loss L_MILL.
+
+        s_c = mean of the top-k segment logits of class c (k = ⌈n/8⌉, `topk_temporal_mean`)
+        L_MILL = − Σ_c (y_c / Σ_k y_k) · log softmax(s)_c
+
+    Args:
+        labels: `[B, C]` multi-hot.
+        segment_logits: `[B, T, C]`.
+        mask: `[B, T]` 1 = valid segment.
+        divisor, rounding: as `topk_temporal_mean`.
+
+    Returns:
+        `[B]` per-example loss.
+    """
+    video_logits = topk_temporal_mean(segment_logits, mask, divisor=divisor, rounding=rounding)
+    return multilabel_classification_loss(labels, video_logits)
+
+
+def _cosine_distance(u, v):
+    """1 − cos(u, v) along the last axis (0 vectors count as orthogonal to everything)."""
+    u, v = tf.math.l2_normalize(u, axis=-1), tf.math.l2_normalize(v, axis=-1)
+    return 1.0 - tf.reduce_sum(u * v, axis=-1)
+
+
+def co_activity_similarity_loss(features, segment_logits, labels, mask=None, margin=0.5):
+    """W-TALC's co-activity similarity loss L_CASL over the pairs (0, 1), (2, 3), … of the batch.
+
+    For a video with n valid segments, features X `[T, D]` and class logits `[T, C]`, per class c:
+
+        A_c   = softmax over the valid t of the logits of c           (attention over time)
+        Hf_c  = Σ_t A_c(t) x_t                                         high-attention feature
+        Lf_c  = Σ_t (1 − A_c(t)) x_t / max(n − 1, 1)                   low-attention feature
+        d[u, v] = 1 − cos(u, v)
+
+    and for a pair (m, n) of videos that both have class c:
+
+        L_c(m, n) = ½ · ( max(0, d[Hf_c^m, Hf_c^n] − d[Hf_c^m, Lf_c^n] + ξ)
+                        + max(0, d[Hf_c^m, Hf_c^n] − d[Lf_c^m, Hf_c^n] + ξ) )
+
+    L_CASL is the mean of L_c(m, n) over all (pair, shared class), ξ = `margin` (0.5 in the paper);
+    0 when no pair shares a class. Pairs are consecutive rows; a pair sharing no class adds
+    nothing, and an odd last row is unpaired. This is a batch-level term: one value for the batch
+    (divide by the number of replicas, not by the batch size).
+
+    Args:
+        features: `[B, T, D]` segment features X (the layer before the classifier).
+        segment_logits: `[B, T, C]`.
+        labels: `[B, C]` multi-hot (a class is present where > 0).
+        mask: `[B, T]` 1 = valid segment (None: all valid).
+        margin: ξ.
+
+    Returns:
+        Scalar L_CASL.
+    """
+    features = tf.cast(features, tf.float32)
+    segment_logits = tf.cast(segment_logits, tf.float32)
+    valid = _segment_weights(segment_logits, mask)[:, :, None]  # [B, T, 1]
+    count = tf.reduce_sum(valid, axis=1, keepdims=True)  # n, [B, 1, 1]
+    # A: softmax over the valid segments only (padding −1e9 before, 0 after).
+    attention = tf.nn.softmax(tf.where(valid > 0, segment_logits, -1e9), axis=1) * valid
+    low_attention = (1.0 - attention) * valid / tf.maximum(count - 1.0, 1.0)
+    features = features * valid
+    high = tf.einsum("btd,btc->bcd", features, attention)  # Hf, [B, C, D]
+    low = tf.einsum("btd,btc->bcd", features, low_attention)  # Lf, [B, C, D]
+
+    paired = 2 * (tf.shape(features)[0] // 2)
+    first, second = slice(0, paired, 2), slice(1, paired, 2)
+    distance_high = _cosine_distance(high[first], high[second])  # d[Hf^m, Hf^n], [P, C]
+    distance_first_low = _cosine_distance(high[first], low[second])  # d[Hf^m, Lf^n]
+    distance_second_low = _cosine_distance(low[first], high[second])  # d[Lf^m, Hf^n]
+    hinge = 0.5 * (
+        tf.nn.relu(distance_high - distance_first_low + margin)
+        + tf.nn.relu(distance_high - distance_second_low + margin)
+    )
+    present = tf.cast(tf.cast(labels, tf.float32) > 0, tf.float32)
+    shared = present[first] * present[second]  # [P, C]
+    return tf.math.divide_no_nan(tf.reduce_sum(hinge * shared), tf.reduce_sum(shared))
+
+
+def sigmoid_classification_loss(labels, logits):
+    """STPN's multi-label loss: binary cross-entropy of σ(z_c) against y_c, mean over classes.
+
+        L_class = (1/C) Σ_c − [y_c log σ(z_c) + (1 − y_c) log(1 − σ(z_c))]
+
+    Args:
+        labels: `[B, C]` multi-hot.
+        logits: `[B, C]` video-level logits z.
+
+    Returns:
+        `[B]` per-example loss.
+    """
+    labels = tf.cast(labels, tf.float32)
+    logits = tf.cast(logits, tf.float32)
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, logits), axis=-1)
+
+
+L1_REDUCTIONS = ("sum", "mean")
+
+
+def segment_l1_loss(weights, mask=None, reduction="sum"):
+    """‖w‖₁ of non-negative per-segment weights over the valid segments (STPN's L_sparsity on the
+    attention λ, BaS-Net's L_norm on the foreground weights).
+
+        "sum":  Σ_t |w_t|            (both papers' ‖·‖₁; their code sums over T = 400 / 750)
+        "mean": (1/n) Σ_t |w_t|      (independent of the video's length)
+
+    Args:
+        weights: `[B, T]`.
+        mask: `[B, T]` 1 = valid segment.
+        reduction: one of `L1_REDUCTIONS`.
+
+    Returns:
+        `[B]` per-example penalty.
+    """
+    if reduction not in L1_REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}; expected one of {L1_REDUCTIONS}")
+    weights = tf.cast(weights, tf.float32)
+    valid = _segment_weights(weights, mask)
+    total = tf.reduce_sum(valid * tf.abs(weights), axis=-1)
+    if reduction == "sum":
+        return total
+    return tf.math.divide_no_nan(total, tf.reduce_sum(valid, axis=-1))
+
+
+def background_class_labels(labels):
+    """BaS-Net's targets over C + 1 classes (the last is background), each normalised to sum 1.
+
+        base branch:         [y, 1] / (Σ y + 1)   every video contains background
+        suppression branch:  [y, 0] / Σ y         background is suppressed
+
+    Args:
+        labels: `[B, C]` multi-hot.
+
+    Returns:
+        `(base [B, C + 1], suppressed [B, C + 1])`; a row without labels gives background only
+        (base) and all zeros (suppressed).
+    """
+    labels = tf.cast(labels, tf.float32)
+    ones = tf.ones_like(labels[:, :1])
+    base = tf.concat([labels, ones], axis=-1)
+    suppressed = tf.concat([labels, tf.zeros_like(ones)], axis=-1)
+    normalise = lambda target: tf.math.divide_no_nan(  # noqa: E731
+        target, tf.reduce_sum(target, axis=-1, keepdims=True)
+    )
+    return normalise(base), normalise(suppressed)
+
+
+def softmax_binary_cross_entropy(targets, logits):
+    """Binary cross-entropy of softmax probabilities, mean over classes (BaS-Net's official code:
+    `BCELoss` on the softmax video scores).
+
+        p = softmax(z),   L = (1/K) Σ_c − [t_c log p_c + (1 − t_c) log(1 − p_c)]
+
+    log(1 − p_c) is computed as log Σ_{j≠c} exp z_j − log Σ_j exp z_j, exact even where p_c → 1.
+
+    Args:
+        targets: `[B, K]` target probabilities t (e.g. from `background_class_labels`).
+        logits: `[B, K]` video-level logits z, K ≥ 2.
+
+    Returns:
+        `[B]` per-example loss.
+    """
+    targets = tf.cast(targets, tf.float32)
+    logits = tf.cast(logits, tf.float32)
+    log_normaliser = tf.reduce_logsumexp(logits, axis=-1, keepdims=True)
+    log_probability = logits - log_normaliser
+    others = tf.logical_not(tf.eye(tf.shape(logits)[-1], dtype=tf.bool))  # row c: all j ≠ c
+    excluded = tf.where(others[None], logits[:, None, :], logits.dtype.min)  # [B, K, K]
+    log_complement = tf.reduce_logsumexp(excluded, axis=-1) - log_normaliser
+    return -tf.reduce_mean(
+        targets * log_probability + (1.0 - targets) * log_complement, axis=-1
+    )
