@@ -1,4 +1,7 @@
-"""SavedModel export of a trained two-stream model, loadable without tfwsar.
+"""SavedModel export of a trained model, loadable without tfwsar.
+
+`export_method` exports any method module (`tfwsar.experiment`): `serving_default` only (its
+outputs below). The rest of this docstring is TSRNet's two-stream export.
 
 `export_two_stream(models, path, ...)` writes a SavedModel with two signatures, both taking ONE
 video's features as `rgb` [T, D_rgb] and `flow` [T, D_flow] float32 (any T):
@@ -134,6 +137,42 @@ def export_two_stream(models, path, *, feature_dims, classes, feature_rate, sett
                               max_detections=max_detections)
     tf.saved_model.save(module, str(path), signatures={
         "serving_default": module.serve, "detect": module.detect})
+    return path
+
+
+class MethodServing(tf.Module):
+    """The exported module of any method module (`tfwsar.experiment`): its networks and outputs."""
+
+    def __init__(self, method, networks, *, feature_dims, classes, feature_rate):
+        super().__init__(name="tfwsar_method")
+        self.networks = dict(networks)
+        self._video_outputs = method.video_outputs
+        self.classes = tf.constant(list(classes), tf.string)
+        self.feature_rate = tf.constant(float(feature_rate), tf.float32)
+        signature = [tf.TensorSpec([None, feature_dims["rgb"]], tf.float32, name="rgb"),
+                     tf.TensorSpec([None, feature_dims["flow"]], tf.float32, name="flow")]
+        self.serve = tf.function(self._serve, input_signature=signature)
+
+    def _serve(self, rgb, flow):
+        batch = {"rgb": rgb[None], "flow": flow[None],
+                 "mask": tf.ones(tf.shape(rgb)[:1], tf.float32)[None]}
+        outputs = self._video_outputs(self.networks, batch)
+        attention = outputs.get("attention")
+        if attention is None:
+            attention = tf.ones(tf.shape(rgb)[:1], tf.float32)[None]
+        return {"probabilities": outputs["class_scores"][0], "attention": attention[0],
+                "segment_scores": outputs["cas"][0], "classes": self.classes,
+                "feature_rate": self.feature_rate}
+
+
+def export_method(method, networks, path, *, feature_dims, classes, feature_rate):
+    """Writes a method module's SavedModel: `serving_default` takes one video's `rgb` [T, D_rgb]
+    and `flow` [T, D_flow] (any T) and returns `probabilities` [C], `attention` [T] (ones for a
+    method without attention), `segment_scores` [T, C] (its class activation sequence),
+    `classes` [C] and `feature_rate` []."""
+    module = MethodServing(method, networks, feature_dims=feature_dims, classes=classes,
+                           feature_rate=feature_rate)
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
     return path
 
 

@@ -75,16 +75,21 @@ def classification_table(rows, paper=PAPER_THUMOS14_CLASSIFICATION):
     return "\n".join(lines)
 
 
-def detection_table(rows, paper=PAPER_THUMOS14_DETECTION):
-    """Table 3 shape: rows (name, detection dict "0.1".."0.9"/"average") as mAP in percent."""
+def detection_table(rows, paper=PAPER_THUMOS14_DETECTION, paper_name=None):
+    """Table 3 shape: rows (name, detection dict "0.1".."0.9"/"average") as mAP in percent.
+
+    `paper` is a row of fractions printed as `paper_name` (default: TSRNet's row on its dataset).
+    """
     keys = [key for key in rows[0][1] if key != "average"] + ["average"]
     lines = ["Detection mAP (%) at tIoU  [shape of TSRNet Table 3]",
              f"{'model':<34}" + "".join(f"{key:>8}" for key in keys)]
     for name, detection in rows:
         lines.append(f"{name:<34}" + "".join(f"  {_percent(detection.get(key))}" for key in keys))
     if paper is not None:
-        dataset = "THUMOS14" if paper is PAPER_THUMOS14_DETECTION else "ActivityNet1.3"
-        lines.append(f"{f'paper TSRNet ({dataset}, real)':<34}" + "".join(
+        if paper_name is None:
+            dataset = "THUMOS14" if paper is PAPER_THUMOS14_DETECTION else "ActivityNet1.3"
+            paper_name = f"paper TSRNet ({dataset}, real)"
+        lines.append(f"{paper_name:<34}" + "".join(
             f"  {_percent(paper.get(key))}" for key in keys))
     return "\n".join(lines)
 
@@ -114,7 +119,7 @@ def attention_timeline(attention_rgb, attention_flow, instances, feature_rate, w
 
 
 def run_summary(rows, *, data_dir, root, contents, paper_classification=None,
-                paper_detection=None):
+                paper_detection=None, paper_name=None):
     """What a recipe prints at its end: the two paper-shaped tables and where everything went.
 
     Args:
@@ -122,6 +127,7 @@ def run_summary(rows, *, data_dir, root, contents, paper_classification=None,
       data_dir: the dataset trained on ("" for the embedded default).
       root: the run directory. contents: what it holds, for the last line.
       paper_classification, paper_detection: the paper rows to print beside ours (or None).
+      paper_name: the label of the detection paper row (default: TSRNet's).
     """
     if data_dir:
         provenance = f"Data: {data_dir}"
@@ -134,6 +140,7 @@ def run_summary(rows, *, data_dir, root, contents, paper_classification=None,
     return "\n\n".join([
         classification_table([(name, m["classification"]) for name, m in rows],
                              paper=paper_classification),
-        detection_table([(name, m["detection"]) for name, m in rows], paper=paper_detection),
+        detection_table([(name, m["detection"]) for name, m in rows], paper=paper_detection,
+                        paper_name=paper_name),
         provenance + f"\nEverything is in {os.path.abspath(root)}: {contents}"
         + "".join(f"\nReport: {os.path.abspath(path)}" for path in reports)])

@@ -363,13 +363,17 @@ def timeline_figure(timeline):
 
     entries = sorted(timeline["detections"], key=lambda entry: -entry["score"])
     rows = sorted({entry["label"] for entry in entries})
-    peak = max([entry["score"] for entry in entries], default=1.0) or 1.0
+    # Opacity by rank of score in this video: scores of some rules are not in [0, 1].
+    low = min([entry["score"] for entry in entries], default=0.0)
+    peak = max([entry["score"] for entry in entries], default=1.0)
+    span = (peak - low) or 1.0
     labelled = {row: [] for row in range(len(rows))}  # x of the scores written, per row
     for rank, entry in enumerate(entries):
         start, end = entry["segment"]
         row, middle = rows.index(entry["label"]), (entry["segment"][0] + entry["segment"][1]) / 2
         detections.barh(row, end - start, left=start, height=0.8, color=colors[entry["label"]],
-                        alpha=0.25 + 0.75 * entry["score"] / peak, edgecolor="black", lw=0.3)
+                        alpha=0.25 + 0.75 * (entry["score"] - low) / span, edgecolor="black",
+                        lw=0.3)
         # The scores of the best dozen, where they do not run into one already written.
         if rank < 12 and all(abs(middle - x) > duration / 35 for x in labelled[row]):
             labelled[row].append(middle)
