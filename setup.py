@@ -21,7 +21,7 @@ setuptools.setup(
     license="Apache-2.0",
     classifiers=["License :: OSI Approved :: Apache Software License"],
     packages=setuptools.find_packages(include=["tfwsar", "tfwsar.*"]),
-    package_data={"tfwsar": ["resources/SOURCES.md", "resources/*/*.txt", "resources/*/*.csv", "resources/*/*/*.txt"]},
+    package_data={"tfwsar": ["resources/SOURCES.md", "resources/*/*.txt", "resources/*/*.csv", "resources/*/*.json", "resources/*/*/*.txt"]},
     python_requires=">=3.9,<3.13",
     install_requires=[
         "tensorflow==2.17.1",
@@ -31,10 +31,12 @@ setuptools.setup(
         "pandas>=2.0,<2.3",
         "absl-py>=1.0",
         "tqdm>=4.60",
+        "matplotlib>=3.7,<3.12",
     ],
     extras_require={
         "test": ["pytest>=7"],
         "video": ["av>=11", "opencv-python-headless>=4.8,<4.12"],
+        "profile": ["tensorboard-plugin-profile==2.17.0"],
         "gpu": ["tensorflow[and-cuda]==2.17.1"],
     },
 )

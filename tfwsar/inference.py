@@ -1,8 +1,8 @@
 """Running trained two-stream models over whole videos, and choosing checkpoints honestly.
 
 Shared by every recipe: the per-video forward pass (`predict_videos`), classification metrics of
-the streams and their fusion (`classification_metrics`), TSRNet-style detection of all videos
-(`detect_videos`), and model selection on a validation part carved from the TRAINING videos
+the streams and their fusion (`classification_metrics`), detection of all videos by a named
+rule of tfwsar.localize (`detect_videos`), and model selection on a validation part carved from the TRAINING videos
 (`split_training_videos`, `BestWeights`): the test split is never looked at before the end.
 """
 
@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from tfwsar import evaluation, files, localize
 from tfwsar.data import pipeline
+from tfwsar.errors import DataError
 
 STREAMS = ("rgb", "flow")
 
@@ -30,6 +31,7 @@ class VideoOutputs:
       attention: {"rgb": [T], "flow": [T]} attention a over the valid segments.
       features: {"rgb": [T, H], "flow": [T, H]} the FC2 embedding φ(s) (used by convex clustering).
       segment_probabilities: {"rgb": [T, C], "flow": [T, C]} softmax of the per-segment logits.
+      extra: a method module's own arrays (valid segments only), e.g. for its published rule.
     """
 
     video: str
@@ -39,6 +41,7 @@ class VideoOutputs:
     attention: dict
     features: dict
     segment_probabilities: dict
+    extra: dict = dataclasses.field(default_factory=dict)
 
 
 _FORWARD_PASSES = weakref.WeakKeyDictionary()  # rgb model → its compiled two-stream pass
@@ -86,6 +89,45 @@ def predict_videos(models, data_dir, subset, *, videos=None, batch_size=1):
     return results
 
 
+def method_forward(method, networks):
+    """A compiled `method.video_outputs(networks, batch)`; T may change without retracing."""
+    key = next(iter(networks.values()))
+    if key not in _FORWARD_PASSES:
+        _FORWARD_PASSES[key] = tf.function(
+            lambda batch: method.video_outputs(networks, batch), reduce_retracing=True)
+    return _FORWARD_PASSES[key]
+
+
+def predict_method_videos(method, networks, data_dir, subset, *, videos=None, batch_size=1):
+    """Runs a method module's `video_outputs` over every video of `subset`; returns [VideoOutputs].
+
+    A method's outputs are one class-score vector, one CAS and (maybe) one attention per video,
+    whatever its streams: they fill both stream entries of VideoOutputs ("rgb" and "flow" hold the
+    same arrays, so every θ-fusion of them is the method's own output). A method without
+    attention gets ones (every segment equally attended). `features` stays empty.
+    """
+    forward = method_forward(method, networks)
+    results = []
+    for batch in pipeline.evaluation_dataset(data_dir, subset, batch_size=batch_size, videos=videos):
+        outputs = {key: value.numpy() for key, value in forward(batch).items()}
+        for row, video in enumerate(batch["video"].numpy()):
+            length = int(batch["num_segments"][row])
+            cas = outputs["cas"][row, :length].astype(np.float64)
+            attention = (outputs["attention"][row, :length].astype(np.float64)
+                         if "attention" in outputs else np.ones(length))
+            scores = outputs["class_scores"][row].astype(np.float64)
+            padded_length = outputs["cas"].shape[1]
+            extra = {key: (value[row, :length] if value.ndim > 1 and value.shape[1] == padded_length
+                           else value[row]) for key, value in outputs.items()
+                     if key not in ("class_scores", "cas", "attention")}
+            results.append(VideoOutputs(
+                video=video.decode(), duration=float(batch["duration"][row]),
+                labels=tuple(np.flatnonzero(batch["labels"][row].numpy()).tolist()),
+                probabilities={s: scores for s in STREAMS}, attention={s: attention for s in STREAMS},
+                features={}, segment_probabilities={s: cas for s in STREAMS}, extra=extra))
+    return results
+
+
 def _softmax(logits):
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exponentials = np.exp(shifted)
@@ -118,7 +160,14 @@ def classification_metrics(outputs, theta):
 
 @dataclasses.dataclass(frozen=True)
 class DetectionSettings:
-    """Detection rule settings (see tfwsar.localize for each)."""
+    """Detection rule and its settings (tfwsar.localize: `localize_rule` and the module docstring).
+
+    `rule` is one of `localize.RULES`: "tsrnet" (the paper's rule: `thresholds` absolute on
+    w̄ = â·s, runs scored by `scoring`), "whole_video" (the baseline), or a long-action rule
+    "attention" | "cas" | "attention_cas" (`relative_thresholds` fractions of each video's score
+    range, `smoothing`, `max_gap`, outer-inner contrast over `margin`). Every rule chooses the
+    classes by `class_threshold`/`top_k` and (but "whole_video") applies per-class NMS at `nms_tiou`.
+    """
 
     theta: float = 0.5
     thresholds: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -126,17 +175,29 @@ class DetectionSettings:
     top_k: int = 2
     scoring: str = "mean"
     nms_tiou: float = 0.6
+    rule: str = "tsrnet"
+    relative_thresholds: tuple = localize.DEFAULT_RELATIVE_THRESHOLDS
+    smoothing: int = 1
+    max_gap: int = 0
+    margin: float = 0.25
+
+    def __post_init__(self):
+        if self.rule not in localize.RULES:
+            raise ValueError(f"detection rule {self.rule!r}: expected one of {localize.RULES}")
 
 
 def detect_videos(outputs, settings, feature_rate):
-    """TSRNet detections for every video: {video: [{"label_index", "t_start", "t_end", "score"}]}."""
+    """Detections of every video by `settings.rule` from its VideoOutputs (attention, class
+    scores, CAS): {video: [{"label_index", "t_start", "t_end", "score"}]}."""
     return {
-        o.video: localize.localize_video(
-            o.attention["rgb"], o.attention["flow"], o.probabilities["rgb"],
-            o.probabilities["flow"], feature_rate=feature_rate, theta=settings.theta,
-            threshold=settings.thresholds, class_threshold=settings.class_threshold,
-            top_k=settings.top_k, scoring=settings.scoring, nms_tiou=settings.nms_tiou,
-            duration=o.duration)
+        o.video: localize.localize_rule(
+            settings.rule, o.attention, o.probabilities, o.segment_probabilities,
+            theta=settings.theta, feature_rate=feature_rate, duration=o.duration,
+            thresholds=settings.thresholds, scoring=settings.scoring,
+            relative_thresholds=settings.relative_thresholds, smoothing=settings.smoothing,
+            max_gap=settings.max_gap, margin=settings.margin,
+            class_threshold=settings.class_threshold, top_k=settings.top_k,
+            nms_tiou=settings.nms_tiou, extra=o.extra)
         for o in outputs}
 
 
@@ -193,16 +254,18 @@ class BestWeights:
 def detect_videos_from_weights(outputs, weights, class_scores, settings, feature_rate):
     """Detections of every video from any method's per-segment class weights.
 
-    The same detection rule as `detect_videos` (runs of weights ≥ each threshold, scored by
-    `settings.scoring`, temporal NMS), but the caller supplies the weights and the class scores
-    that choose the classes, e.g. convex clustering's fused segment scores and its re-scored
-    video classes.
+    Under `settings.rule == "tsrnet"` the TSRNet rule runs on the caller's weights (runs of
+    weights ≥ each threshold, scored by `settings.scoring`, temporal NMS) with the caller's class
+    scores choosing the classes, e.g. convex clustering's fused segment scores and its re-scored
+    video classes. Every other rule builds its own sequence from `outputs` (`detect_videos`), whose
+    probabilities must then be the method's final class scores (the caller's `class_scores` are
+    their θ-fusion).
 
     Args:
-      outputs: [VideoOutputs] (their ids and durations).
+      outputs: [VideoOutputs] (their ids and durations; for rules other than "tsrnet", all).
       weights: one `[T, C]` array per video, in the order of `outputs`.
       class_scores: one `[C]` array per video: the classes to localise (`localize.select_classes`).
-      settings: DetectionSettings (`theta` is not used: the weights are already fused).
+      settings: DetectionSettings (`theta` is not used by "tsrnet": the weights are fused).
       feature_rate: segments per second.
 
     Returns:
@@ -211,6 +274,8 @@ def detect_videos_from_weights(outputs, weights, class_scores, settings, feature
     if not len(outputs) == len(weights) == len(class_scores):
         raise ValueError(f"{len(outputs)} videos, {len(weights)} weight arrays and "
                          f"{len(class_scores)} class score vectors: one of each per video")
+    if settings.rule != "tsrnet":
+        return detect_videos(outputs, settings, feature_rate)
     return {
         o.video: localize.localize_from_weights(
             video_weights, video_scores, feature_rate=feature_rate, threshold=settings.thresholds,
@@ -219,13 +284,19 @@ def detect_videos_from_weights(outputs, weights, class_scores, settings, feature
         for o, video_weights, video_scores in zip(outputs, weights, class_scores)}
 
 
-def selection_evaluator(models, selection, data_dir, subset, videos, theta):
+def selection_evaluator(models, selection, data_dir, subset, videos, theta, predict=None):
     """The `eval_fn` of `Trainer.train` for model selection: classifies the held-out training
     `videos` (video-level labels only), offers the weights to `selection` (a BestWeights) with the
-    fused classification mAP, and returns the metrics for the logs."""
+    fused classification mAP, and returns the metrics for the logs.
+
+    `predict(subset, videos=...) -> [VideoOutputs]` runs the method (default: the two stream
+    networks `models`, `predict_videos`)."""
 
     def evaluate(step):
-        held_out = predict_videos(models, data_dir, subset, videos=videos)
+        if predict is None:
+            held_out = predict_videos(models, data_dir, subset, videos=videos)
+        else:
+            held_out = predict(subset, videos=videos)
         metrics = classification_metrics(held_out, theta)
         selection.offer(step, metrics["fusion_map"])
         return {f"selection/{key}": value for key, value in metrics.items()}
@@ -233,14 +304,13 @@ def selection_evaluator(models, selection, data_dir, subset, videos, theta):
     return evaluate
 
 
-def score_test_split(outputs, detections, classes, ground_truth, *, theta, protocol="thumos14",
+def score_test_split(outputs, predictions, ground_truth, *, theta, protocol="thumos14",
                      exclude_videos=(), extra=None):
     """Classification and detection metrics of the test videos, once, at the end of a run.
 
     Args:
       outputs: [VideoOutputs] whose probabilities are the method's final class scores.
-      detections: {video: [{"label_index", "t_start", "t_end", "score"}]}.
-      classes: class names (index order).
+      predictions: ActivityNet-format predictions (`localize.predictions_to_activitynet`).
       ground_truth: `evaluation.GroundTruth` of the test subset.
       theta: stream fusion weight.
       protocol: "thumos14" (tIoU 0.1…0.9, plus the 0.1:0.7 average of recent papers) or
@@ -249,26 +319,70 @@ def score_test_split(outputs, detections, classes, ground_truth, *, theta, proto
       extra: more keys for the metrics document.
 
     Returns:
-      (metrics.json document, ActivityNet-format predictions).
+      the metrics.json document. Predictions of dataset classes without ground truth in the test
+      subset are left out of the mAP and counted ("notes", see `evaluation.notes`).
     """
     from tfwsar import reporting  # pylint: disable=import-outside-toplevel
 
     if protocol not in ("thumos14", "activitynet"):
         raise ValueError(f"protocol {protocol!r}: expected 'thumos14' or 'activitynet'")
     classification = classification_metrics(outputs, theta)
-    predictions = localize.predictions_to_activitynet(detections, classes)
     thumos = protocol == "thumos14"
     detection = evaluation.detection_map(
         ground_truth, predictions,
         evaluation.THUMOS14_TIOUS if thumos else evaluation.ACTIVITYNET_TIOUS,
         exclude_videos=exclude_videos)
     document = {"protocol": protocol, "test_videos": len(outputs),
-                "classification_fusion_map": classification["fusion_map"]}
+                "classification_fusion_map": classification["fusion_map"],
+                "detection_classes": len(detection["per_class"]),
+                "notes": evaluation.notes(detection, ground_truth.subset)}
     if thumos:
         document["average_0.1_0.7"] = float(np.mean(
             [detection["mAP"][evaluation.tiou_key(t)] for t in evaluation.THUMOS14_AVERAGE_TIOUS]))
     document.update(extra or {})
-    return reporting.metrics_document(classification, detection, extra=document), predictions
+    return reporting.metrics_document(classification, detection, extra=document)
+
+
+def detection_by_rule(outputs, ground_truth, settings, rules, *, feature_rate, classes,
+                      protocol="thumos14", exclude_videos=()):
+    """The same outputs scored by other detection rules: {rule: {"0.1": mAP, …, "average"}}.
+
+    Every rule keeps `settings` but its name (tfwsar.localize.RULES); nothing is retrained.
+    """
+    tious = evaluation.THUMOS14_TIOUS if protocol == "thumos14" else evaluation.ACTIVITYNET_TIOUS
+    scored = {}
+    for rule in rules:
+        predictions = localize.predictions_to_activitynet(
+            detect_videos(outputs, dataclasses.replace(settings, rule=rule), feature_rate), classes)
+        detection = evaluation.detection_map(ground_truth, predictions, tious,
+                                             exclude_videos=exclude_videos)
+        scored[rule] = {**detection["mAP"], "average": detection["average"]}
+    return scored
+
+
+def evaluate_written_run(evaluate, *, workdir, data_dir, subset, protocol):
+    """Runs `evaluate()` (the test-split metrics) after predictions.json and saved_model/ exist.
+
+    Whatever goes wrong in evaluation, the trained model is not lost: the error says where the
+    predictions are and the command that evaluates them by hand.
+
+    Raises:
+      EvaluationError (a DataError): evaluation failed; chained to the original error.
+    """
+    try:
+        return evaluate()
+    except Exception as error:  # pylint: disable=broad-except
+        command = (f"python tools/evaluate.py --ground-truth {os.path.join(data_dir, 'ground_truth.json')} "
+                   f"--predictions {os.path.join(workdir, 'predictions.json')} --subset {subset} "
+                   f"--tiou {'thumos14' if protocol == 'thumos14' else 'activitynet'}")
+        raise EvaluationError(
+            f"evaluation on subset {subset!r} failed: {type(error).__name__}: {error}\n"
+            f"  the run's predictions.json and saved_model/ are in {workdir}; evaluate them with\n"
+            f"  {command}") from error
+
+
+class EvaluationError(DataError):
+    """The test-split evaluation failed after a run's predictions and SavedModel were written."""
 
 
 def attention_timelines(models, data_dir, subset, videos, feature_rate):

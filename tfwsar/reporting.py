@@ -142,5 +142,6 @@ def run_summary(rows, *, data_dir, root, contents, paper_classification=None,
                              paper=paper_classification),
         detection_table([(name, m["detection"]) for name, m in rows], paper=paper_detection,
                         paper_name=paper_name),
+        *[f"{name}: {note}" for name, metrics in rows for note in metrics.get("notes", [])],
         provenance + f"\nEverything is in {os.path.abspath(root)}: {contents}"
         + "".join(f"\nReport: {os.path.abspath(path)}" for path in reports)])

@@ -50,15 +50,34 @@ replica to replica, so training is still correct, but the masks of different rep
 correlated. A model for which this matters can fold
 `tf.distribute.get_replica_context().replica_id_in_sync_group` into its own dropout seed.
 
-Why the iterator is a plain `tf.data` iterator
+The input position: a step, not an iterator
+-------------------------------------------
+`Trainer` takes either a function `dataset_fn(first_batch) -> tf.data.Dataset` or a dataset.
+
+* A function (what the recipes pass, built on `tfwsar.data.pipeline.training_dataset`): the
+  stream is a pure function of the seed, so the Trainer builds it at the current step when training
+  starts or a checkpoint is restored, and nothing of the input goes into the checkpoint. Its size
+  is the models' and optimizers' state, whatever the number or length of the videos.
+* A dataset: its iterator is checkpointed with the rest. That is exact, but a `shuffle` buffer,
+  prefetched and in-flight batches are part of the iterator's state, so the checkpoint grows with
+  the buffer (a full shuffle puts the whole training set in every checkpoint). Fine for small
+  in-memory data and tests; use a function for real datasets.
+
+The loop iterates with a plain iterator on the host and cuts the global batch per replica itself
+(above), not with `strategy.experimental_distribute_dataset`, whose `DistributedIterator` TF 2.17's
+`tf.train.Checkpoint` rejects (tensorflow/tensorflow#56372). Under MultiWorkerMirroredStrategy every
+worker runs the same seeded pipeline, reads the same global batch and keeps its replicas' rows.
+This reads the input once per worker, which costs little for precomputed video features.
+
+Several workers: who writes, and a lost worker
 ----------------------------------------------
-In TF 2.17, `strategy.experimental_distribute_dataset` returns a `DistributedIterator` that
-`tf.train.Checkpoint` rejects as not trackable (tensorflow/tensorflow#56372). Without it in the
-checkpoint, a resumed run would restart the data from the beginning. So the loop iterates the
-dataset with a plain checkpointable iterator on the host and cuts the global batch per replica
-itself (above). Under MultiWorkerMirroredStrategy every worker runs the same pipeline, with a
-seeded shuffle, reads the same global batch and keeps its replicas' rows. This reads the input
-once per worker. That costs little for precomputed video features.
+Every worker runs the same recipe; only the chief's files are the run's. A recipe writes into
+`worker_workdir(strategy, workdir)`: the chief's `workdir`, or for another worker a temporary
+copy of it that is removed at exit (so all workers restore the chief's checkpoint), and
+`is_chief(strategy)` tells the two apart. `Trainer.restore_or_initialize` checks that every worker
+starts from the same step. When a worker dies, the coordination service's heartbeat timeout
+aborts the collectives of the others, and `train` raises `ClusterError` naming the checkpoint
+to resume from instead of hanging.
 
 Phases (the convex-clustering alternation) without a second loop
 ----------------------------------------------------------------
@@ -87,7 +106,9 @@ calls does not retrace the compiled step, because the step reads the variable an
 capture its value.
 """
 
+import atexit
 import dataclasses
+import glob
 import json
 import math
 import os
@@ -99,6 +120,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+import tqdm
 
 CHECKPOINT_DIRECTORY = "checkpoints"
 TRAIN_SUMMARY_DIRECTORY = "train"
@@ -153,7 +175,12 @@ def make_strategy(kind="auto"):
         GPUs, or over all logical CPUs when there is no GPU.
 
     Returns:
-      A strategy. `strategy.num_replicas_in_sync` is the number of replicas.
+      A strategy. `strategy.num_replicas_in_sync` is the number of replicas. A process gets one
+      MirroredStrategy per device list and one MultiWorkerMirroredStrategy: asked again (the
+      next variant or seed of a recipe), the same object comes back. A second MirroredStrategy
+      over the same devices restarts the collective instance keys, and its first all-reduce then
+      meets the previous strategy's state for that key ("Shape mismatch in the collective
+      instance" as soon as the models differ; measured with TF 2.17.1).
     """
     if kind not in ("auto", "default", "mirrored", "multi_worker"):
         raise ValueError(
@@ -166,10 +193,19 @@ def make_strategy(kind="auto"):
         else:
             kind = "default"
     if kind == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        key = (kind, os.environ.get("TF_CONFIG", ""))
+        if key not in _STRATEGIES:
+            _STRATEGIES[key] = tf.distribute.MultiWorkerMirroredStrategy()
+        return _STRATEGIES[key]
     if kind == "mirrored":
-        return tf.distribute.MirroredStrategy(devices=_mirrored_devices())
+        key = (kind, tuple(_mirrored_devices()))
+        if key not in _STRATEGIES:
+            _STRATEGIES[key] = tf.distribute.MirroredStrategy(devices=list(key[1]))
+        return _STRATEGIES[key]
     return tf.distribute.get_strategy()
+
+
+_STRATEGIES = {}  # (kind, devices or TF_CONFIG) -> the process's strategy (see make_strategy)
 
 
 def _mirrored_devices():
@@ -178,6 +214,83 @@ def _mirrored_devices():
     if gpus:
         return [device.name for device in gpus]
     return [device.name for device in tf.config.list_logical_devices("CPU")]
+
+
+WORKER_DIRECTORY_PREFIX = "tfwsar-worker-"
+_NOT_COPIED_TO_WORKERS = (TRAIN_SUMMARY_DIRECTORY, EVAL_SUMMARY_DIRECTORY)
+
+
+def worker_workdir(strategy, workdir):
+    """The directory this process writes its run into: `workdir` on the chief, else a private copy.
+
+    Under MultiWorkerMirroredStrategy every worker runs the whole recipe (the same code path, so
+    the same collectives in the same order), but only the chief's files are the run's. A non-chief
+    worker gets a temporary directory, `$TMPDIR/tfwsar-worker-<pid>-*`, removed when the process
+    exits (after an error too); its checkpoints, summaries, model selection, metrics,
+    predictions, SavedModel and reports go there. A worker killed outright (SIGKILL) cannot remove
+    its own: the next call on that host removes those of processes that no longer exist.
+
+    Resuming: the temporary directory starts as a copy of `workdir` as it is at this moment (its
+    checkpoints and model selection; not the TensorBoard event files), so every worker restores
+    the chief's last checkpoint and chooses from the same selection record. This needs the chief's
+    `workdir` readable at the same path on every worker — one host, a shared filesystem, or a copy
+    made before restarting; `Trainer.restore_or_initialize` refuses to go on when workers restored
+    different steps. The copy is taken before this worker joins any collective, and the chief
+    writes nothing of its state until every worker has joined the first training step, so the
+    copy is consistent.
+
+    Returns:
+      `workdir` (single process, chief) or the temporary directory's path (other workers).
+    """
+    if is_chief(strategy):
+        return os.fspath(workdir)
+    _remove_directories_of_dead_workers()
+    temporary = tempfile.mkdtemp(prefix=f"{WORKER_DIRECTORY_PREFIX}{os.getpid()}-")
+    atexit.register(shutil.rmtree, temporary, ignore_errors=True)
+    if os.path.isdir(workdir):
+        _copy_present_files(workdir, temporary, skip=_NOT_COPIED_TO_WORKERS)
+    return temporary
+
+
+def _remove_directories_of_dead_workers():
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{WORKER_DIRECTORY_PREFIX}*-*")):
+        pid = os.path.basename(path)[len(WORKER_DIRECTORY_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_exists(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _copy_present_files(source, destination, skip=()):
+    """Copies the tree `source` into `destination`, except top-level `skip`; a file that vanishes
+    meanwhile (an atomic write's temporary) is left out."""
+    for root, directories, names in os.walk(source):
+        if root == source:
+            directories[:] = [name for name in directories if name not in skip]
+        target = os.path.join(destination, os.path.relpath(root, source))
+        os.makedirs(target, exist_ok=True)
+        for name in names:
+            try:
+                shutil.copy2(os.path.join(root, name), os.path.join(target, name))
+            except FileNotFoundError:
+                continue
+
+
+def _num_workers(strategy):
+    """Number of worker processes (chief included) of a multi-worker strategy; 1 otherwise."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return 1
+    cluster = resolver.cluster_spec().as_dict()
+    return sum(len(cluster.get(job, ())) for job in ("chief", "worker"))
 
 
 def enable_determinism(seed):
@@ -286,7 +399,7 @@ class Trainer:
       round: int64 `tf.Variable` for methods that alternate phases (convex clustering's rounds).
       phase: int64 `tf.Variable`, the phase within a round. The loop never changes `round` or
         `phase`: recipes `assign` them and call `save()`.
-      iterator: the checkpointed iterator over the training dataset.
+      iterator: the iterator over the training batches (see the `dataset` argument).
       strategy, workdir, num_replicas.
 
     Args:
@@ -294,9 +407,12 @@ class Trainer:
         `workdir/train` (and `workdir/eval`).
       strategy: from `make_strategy`. Models, optimizers and variables must have been created in
         `strategy.scope()`.
-      dataset: a `tf.data.Dataset` of GLOBAL batches (usually repeated and batched with
-        `drop_remainder=True`). The Trainer makes the iterator and checkpoints it. Under
-        multi-worker training every worker must produce the same batches (seed the shuffle).
+      dataset: GLOBAL batches, as `dataset_fn(first_batch) -> tf.data.Dataset` (the stream from
+        batch `first_batch` on; the Trainer calls it with the step it starts from and checkpoints
+        nothing of the input) or as a `tf.data.Dataset` (its iterator is checkpointed, with any
+        shuffle buffer in it; see the module docstring). Repeat it and batch with
+        `drop_remainder=True`. Under multi-worker training every worker must produce the same
+        batches (seed the shuffle).
       trackables: dict name -> anything `tf.train.Checkpoint` accepts (Keras models and
         optimizers, tf.Variables). Models must be built and optimizers built (`build_optimizers`)
         so that their variables exist when a checkpoint is restored.
@@ -304,7 +420,8 @@ class Trainer:
         host round trips. Logging, summaries and checkpoints still fall on their exact steps,
         because calls are cut short at those boundaries.
       jit_compile: compile `step_fn` with XLA. Off by default: XLA fails under MirroredStrategy on
-        logical CPU devices.
+        logical CPU devices. The step then gets its batch without string tensors (the `video`
+        ids): XLA takes none.
       max_to_keep: number of checkpoints kept.
     """
 
@@ -319,16 +436,21 @@ class Trainer:
         self.jit_compile = bool(jit_compile)
         self._trackables = {name: _tf_variable(value) for name, value in dict(trackables).items()}
         self._check_trackables()
-        self._check_batch_divisible(dataset)
-        self._is_chief = _is_chief(strategy)
+        self._dataset_fn = dataset if callable(dataset) else None
+        self._check_batch_divisible(dataset(0) if self._dataset_fn else dataset)
+        self._is_chief = is_chief(strategy)
 
         with strategy.scope():
             self.step = _counter("step")
             self.round = _counter("round")
             self.phase = _counter("phase")
-        self.iterator = iter(dataset)
+        input_state = {}
+        self._iterator = None
+        if self._dataset_fn is None:
+            self._iterator = iter(dataset)
+            input_state = {"iterator": self._iterator}
         self._checkpoint = tf.train.Checkpoint(
-            step=self.step, round=self.round, phase=self.phase, iterator=self.iterator,
+            step=self.step, round=self.round, phase=self.phase, **input_state,
             keras_seed_states=_keras_seed_states(self._trackables), **self._trackables)
         self._checkpoint_directory = os.path.join(self.workdir, CHECKPOINT_DIRECTORY)
         self._manager = tf.train.CheckpointManager(
@@ -369,7 +491,8 @@ class Trainer:
     def restore_or_initialize(self):
         """Restores the latest checkpoint in `workdir/checkpoints` if there is one.
 
-        Restores every trackable, the iterator position and step/round/phase. Without a checkpoint
+        Restores every trackable, step/round/phase, and the input position (the iterator's state,
+        or for a `dataset_fn` the stream rebuilt at the restored step). Without a checkpoint
         everything keeps its freshly initialised value.
 
         Returns:
@@ -377,12 +500,40 @@ class Trainer:
         """
         latest = self._manager.latest_checkpoint
         if latest is None:
+            self._check_every_worker_starts_at_the_same_step()
             return False
         self._checkpoint.restore(latest).assert_existing_objects_matched()
         self._last_saved_step = int(self.step.numpy())
+        if self._dataset_fn is not None:  # the stream restarts at the restored step
+            self._iterator = None
+            self._compiled = {}
         _print(f"restored {latest} (step {self._last_saved_step}, round "
                f"{int(self.round.numpy())}, phase {int(self.phase.numpy())})")
+        self._check_every_worker_starts_at_the_same_step()
         return True
+
+    def _check_every_worker_starts_at_the_same_step(self):
+        """Under multi-worker training, raises unless every worker restored the same step (one
+        all-gather). A worker that restored another checkpoint, or none, would pair its collectives
+        with other steps of the other workers and train a diverging copy of the models."""
+        if _num_workers(self.strategy) == 1:
+            return
+        local = tf.constant([int(self.step.numpy())], tf.int64)
+
+        @tf.function
+        def gather():
+            return self.strategy.run(
+                lambda: tf.distribute.get_replica_context().all_gather(local, axis=0))
+
+        steps = sorted({int(step) for step in
+                        np.ravel(self.strategy.experimental_local_results(gather())[0])})
+        if len(steps) > 1:
+            raise ClusterError(
+                f"the workers start from different steps {steps} (this one from "
+                f"{int(self.step.numpy())}, workdir {self.workdir}): every worker must restore the "
+                f"chief's last checkpoint. Give every worker the chief's workdir at the same path "
+                f"(one host or a shared filesystem) or copy it there before starting them again "
+                f"(see train_lib.worker_workdir)")
 
     def save(self):
         """Writes a checkpoint now, named by the current step. Returns its path.
@@ -403,6 +554,13 @@ class Trainer:
                 shutil.rmtree(temporary, ignore_errors=True)
         self._last_saved_step = step
         return path
+
+    @property
+    def iterator(self):
+        """The iterator over the training batches (built at the current step on first use)."""
+        if self._iterator is None:
+            self._iterator = iter(self._dataset_fn(int(self.step.numpy())))
+        return self._iterator
 
     @property
     def latest_checkpoint(self):
@@ -490,11 +648,15 @@ class Trainer:
         if step_fn in self._compiled:
             return self._compiled[step_fn]
         strategy = self.strategy
-        replica_fn = tf.function(step_fn, jit_compile=True) if self.jit_compile else step_fn
+        replica_fn = step_fn
+        if self.jit_compile:
+            jitted = tf.function(step_fn, jit_compile=True)
+            replica_fn = lambda batch: jitted(_without_strings(batch))  # noqa: E731
         num_replicas = self.num_replicas
+        iterator = self.iterator  # built here, eagerly, at the current step
 
         def one_step():
-            batch = next(self.iterator)
+            batch = next(iterator)
             per_replica = strategy.run(_on_replica_shard(replica_fn, num_replicas), args=(batch,))
             if not isinstance(per_replica, dict):
                 raise TypeError(f"step_fn must return a dict of scalar tensors, got "
@@ -584,6 +746,7 @@ class Trainer:
         profile_start, profile_stop = profile_steps if profile_steps else (None, None)
         profiling = False
         log_window, summary_window = _Window(), _Window()
+        bar = _step_bar(start_step, num_steps)
         last_log, last_eval = {}, {}
         step = start_step
         try:
@@ -606,6 +769,10 @@ class Trainer:
                     raise ValueError(
                         f"the training dataset ran out at step {int(self.step.numpy())} before "
                         f"num_steps={num_steps}; repeat it (dataset.repeat())") from error
+                except _LOST_WORKER_ERRORS as error:
+                    if _num_workers(self.strategy) == 1:
+                        raise
+                    raise ClusterError(self._lost_worker_message(error)) from error
                 means = {key: float(value) for key, value in means.items()}
                 step = int(self.step.numpy())
                 for key, value in means.items():
@@ -613,6 +780,7 @@ class Trainer:
                         raise FloatingPointError(f"{key} is {value} at step {step}")
                 log_window.add(means, call_steps)
                 summary_window.add(means, call_steps)
+                bar.update(step - bar.n)
 
                 if profiling and step >= profile_stop:
                     tf.profiler.experimental.stop()
@@ -635,6 +803,7 @@ class Trainer:
                 if _due(step, checkpoint_every, num_steps):
                     self.save()
         finally:
+            bar.close()
             if profiling:
                 tf.profiler.experimental.stop()
             for writer in self._writers.values():
@@ -642,6 +811,18 @@ class Trainer:
         if self._last_saved_step != step:
             self.save()
         return {"step": step, **last_log, **{f"eval/{key}": value for key, value in last_eval.items()}}
+
+    def _lost_worker_message(self, error):
+        if self._is_chief:
+            latest = self._manager.latest_checkpoint
+            resume = (f"The run's last checkpoint is {latest}" if latest
+                      else "No checkpoint was written yet")
+        else:
+            resume = "The run's last checkpoint is the chief's newest, in its workdir"
+        return (f"training stopped at step {int(self.step.numpy())}: another worker of this "
+                f"{_num_workers(self.strategy)}-worker run failed or became unreachable, and the "
+                f"collectives were aborted instead of waiting for it ({_error_summary(error)}). "
+                f"{resume}; start every worker again with the same command to resume from it")
 
     def _start_profiler(self):
         if not self._is_chief:
@@ -677,6 +858,17 @@ def _on_replica_shard(step_fn, num_replicas):
     return sharded_step
 
 
+def _without_strings(element):
+    """The element without its string tensors (video ids), which XLA cannot take as arguments:
+    string entries of its dicts are left out, everything else is kept as it is."""
+    if isinstance(element, dict):
+        return {key: _without_strings(value) for key, value in element.items()
+                if getattr(value, "dtype", None) != tf.string}
+    if isinstance(element, (tuple, list)):
+        return type(element)(_without_strings(value) for value in element)
+    return element
+
+
 def _keras_seed_states(trackables):
     """`{name: [tf.Variable]}`: the Keras layer variables that `tf.train.Checkpoint` would miss.
 
@@ -696,13 +888,41 @@ def _keras_seed_states(trackables):
     return states
 
 
+class ClusterError(RuntimeError):
+    """A multi-worker run cannot go on: a worker was lost (killed, crashed or unreachable) in the
+    middle of training, or the workers restored different checkpoints.
+
+    TensorFlow's coordination service notices a worker that stops sending heartbeats (10 s by
+    default) and aborts the collectives of the others, which then raise instead of waiting.
+    """
+
+
+# What an aborted collective raises: Unavailable (a peer is down or its heartbeat timed out),
+# FailedPrecondition (a peer restarted), DeadlineExceeded (a collective timeout), Aborted.
+_LOST_WORKER_ERRORS = (tf.errors.UnavailableError, tf.errors.FailedPreconditionError,
+                       tf.errors.DeadlineExceededError, tf.errors.AbortedError)
+
+
+def _error_summary(error):
+    """The line of a TF error that says why (e.g. "Collective ops is aborted by: ... heartbeat
+    timeout ..."), without the graph trace around it."""
+    lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines()
+             if line.strip()]
+    reason = next((line for line in lines if "aborted by" in line), lines[-1] if lines else "")
+    return reason[:300]
+
+
 def _counter(name):
     return tf.Variable(0, dtype=tf.int64, trainable=False, name=name,
                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
 
-def _is_chief(strategy):
-    """True unless this process is a non-chief worker of a multi-worker strategy."""
+def is_chief(strategy):
+    """True unless this process is a non-chief worker of a multi-worker strategy.
+
+    The chief is task `chief` 0, or `worker` 0 when the cluster has no `chief` job. Only the chief
+    writes the run's files (see `worker_workdir`).
+    """
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
         return True
@@ -730,5 +950,15 @@ def _log_line(step, num_steps, means, steps_per_second):
             f"({steps_per_second:.2f} steps/s)")
 
 
+def _step_bar(start_step, num_steps):
+    """A progress bar over the training steps when stderr is a terminal; elsewhere (CI logs, files)
+    a disabled one, and the log lines alone tell the progress."""
+    return tqdm.tqdm(total=num_steps, initial=start_step, desc="[train_lib] steps", unit="step",
+                     file=sys.stderr, disable=not sys.stderr.isatty(), dynamic_ncols=True,
+                     leave=False)
+
+
 def _print(message):
-    print(f"[train_lib] {message}", file=sys.stderr, flush=True)
+    """A log line on stderr, above the progress bar when there is one."""
+    tqdm.tqdm.write(f"[train_lib] {message}", file=sys.stderr)
+    sys.stderr.flush()

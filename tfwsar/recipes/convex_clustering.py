@@ -143,11 +143,16 @@ PHASE_NAMES = {PHASE_TRAIN: "train", PHASE_COLLECT: "collect D", PHASE_FIT: "fit
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     data_dir: str = ""  # converted untrimmed dataset; "" = the embedded default
+    embedded: str = "thumos14"  # the embedded default used without data_dir: thumos14 | activitynet
     train_subset: str = "validation"  # THUMOS14 trains on its validation videos
     test_subset: str = "test"
     validation_fraction: float = 0.2  # of the training videos, for model selection only
     num_segments: int = 200  # T of training batches
     sampling: str = "uniform"
+    # "fixed": every batch has T = num_segments; "longest": its longest video's T, at most
+    # num_segments. sort_window > 0: batches of similar lengths (tfwsar.data.pipeline).
+    batch_length: str = "fixed"
+    sort_window: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,6 +209,13 @@ class DetectionConfig:
     top_k: int = 2
     nms_tiou: float = 0.6
     drop_bad_test_videos: bool = False  # THUMOS14 test 0000270 / 0001496 (known-wrong labels)
+    protocol: str = "thumos14"  # thumos14: tIoU 0.1…0.9 | activitynet: 0.5:0.05:0.95
+    # tsrnet (Peng et al.'s s_i as above, on `thresholds`) | whole_video | attention | cas |
+    # attention_cas (long-action rules on the re-scored outputs): see tfwsar.localize
+    rule: str = "tsrnet"
+    relative_thresholds: tuple = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    smoothing: int = 1  # segments of the moving average
+    max_gap: int = 0  # segments
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,9 +227,24 @@ class Config:
     detection: DetectionConfig = DetectionConfig()
 
 
-def get_config():
-    """Sized for the embedded dataset: a few minutes on 2 CPU cores."""
-    return Config()
+def get_config(preset="default", data_dir=""):
+    """"default": sized for the embedded dataset, a few minutes on 2 CPU cores, with the detection
+    rule found best there (`localize.THUMOS14_DETECTION`; Peng et al.'s: detection.rule=tsrnet).
+
+    "activitynet": ActivityNet1.3 — train on "training", test on "validation", tIoU
+    0.5:0.05:0.95, the detection rule for long actions (`localize.ACTIVITYNET_DETECTION`); without
+    a `data_dir`, on the embedded ActivityNet default with T = 128, else T = 200.
+    """
+    config = Config()
+    if preset == "default":
+        return dataclasses.replace(config, detection=dataclasses.replace(
+            config.detection, **localize.THUMOS14_DETECTION))
+    if preset == "activitynet":
+        data = dataclasses.replace(config.data, embedded="activitynet", train_subset="training",
+                                   test_subset="validation", num_segments=200 if data_dir else 128)
+        return dataclasses.replace(config, data=data, detection=dataclasses.replace(
+            config.detection, protocol="activitynet", **localize.ACTIVITYNET_DETECTION))
+    raise ValueError(f"unknown preset {preset!r}; expected 'default' or 'activitynet'")
 
 
 FLAGS = flags.FLAGS
@@ -232,6 +259,7 @@ def define_flags():
     flags.DEFINE_integer("rounds", None, "rounds of (2) collect D, (3) fit Q, (4) train with L_cc")
     flags.DEFINE_integer("round_steps", None, "training steps of each phase (4)")
     flags.DEFINE_integer("seeds", 1, "repeat the run with this many seeds (mean ± std)")
+    flags.DEFINE_string("preset", "default", "default | activitynet")
     flags.DEFINE_string("strategy", None, "auto | default | mirrored | multi_worker")
     flags.DEFINE_integer("logical_cpus", 0,
                          "split the CPU into N logical devices (try multi-replica)")
@@ -239,7 +267,7 @@ def define_flags():
 
 
 def config_from_flags():
-    config = get_config()
+    config = get_config(FLAGS.preset, data_dir=FLAGS.data or "")
     assignments = []
     for flag, key in (("data", "data.data_dir"), ("steps", "train.steps"),
                       ("rounds", "clustering.rounds"), ("round_steps", "clustering.round_steps"),
@@ -406,13 +434,13 @@ def rescore(output, union):
     return dataclasses.replace(output, probabilities=probabilities)
 
 
-def evaluate_outputs(outputs, unions, *, config, feature_rate, classes, ground_truth):
-    """Classification and detection of test videos; `unions` None = every segment (baseline).
+def detect_outputs(outputs, unions, *, config, feature_rate, classes):
+    """Detections of test videos; `unions` None = every segment (baseline).
 
     Returns:
-      (metrics document with the contract keys, ActivityNet predictions dict).
+      (re-scored outputs, ActivityNet predictions dict, test-time summary).
     """
-    from tfwsar import evaluation, inference  # pylint: disable=import-outside-toplevel
+    from tfwsar import inference, localize  # pylint: disable=import-outside-toplevel
 
     theta = config.detection.theta
     scored = outputs if unions is None else [rescore(o, u) for o, u in zip(outputs, unions)]
@@ -423,11 +451,27 @@ def evaluate_outputs(outputs, unions, *, config, feature_rate, classes, ground_t
     test_time = {"selection": "every segment" if unions is None else "convex clustering"}
     if unions is not None:
         test_time["union_fraction_mean"] = float(np.mean([u.mean() for u in unions]))
+    return scored, localize.predictions_to_activitynet(detections, classes), test_time
+
+
+def score_predictions(scored, predictions, test_time, *, config, ground_truth):
+    """The metrics document (contract keys) of `detect_outputs`' result."""
+    from tfwsar import evaluation, inference  # pylint: disable=import-outside-toplevel
+
     return inference.score_test_split(
-        scored, detections, classes, ground_truth, theta=theta,
+        scored, predictions, ground_truth, theta=config.detection.theta,
+        protocol=config.detection.protocol,
         exclude_videos=(evaluation.THUMOS14_BAD_TEST_VIDEOS
                         if config.detection.drop_bad_test_videos else ()),
         extra={"test_time": test_time})
+
+
+def evaluate_outputs(outputs, unions, *, config, feature_rate, classes, ground_truth):
+    """`detect_outputs` then `score_predictions`: (metrics document, ActivityNet predictions)."""
+    scored, predictions, test_time = detect_outputs(outputs, unions, config=config,
+                                                    feature_rate=feature_rate, classes=classes)
+    return score_predictions(scored, predictions, test_time, config=config,
+                             ground_truth=ground_truth), predictions
 
 
 def detection_settings(config):
@@ -436,7 +480,68 @@ def detection_settings(config):
     return inference.DetectionSettings(
         theta=config.detection.theta, thresholds=tuple(config.detection.thresholds),
         class_threshold=config.detection.class_threshold, top_k=config.detection.top_k,
-        nms_tiou=config.detection.nms_tiou)
+        nms_tiou=config.detection.nms_tiou, rule=config.detection.rule,
+        relative_thresholds=tuple(config.detection.relative_thresholds),
+        smoothing=config.detection.smoothing, max_gap=config.detection.max_gap)
+
+
+def make_step_fns(config, models, optimizers, exemplars, log_q, exemplar_valid, num_replicas):
+    """(plain_step, clustering_step) for `train_lib.Trainer`: phases (1) and (4), one step each.
+
+    Per stream, on this replica's share of the global batch: L = L_class (+ attention
+    regularisers) (`losses.stream_loss`, variant "srnet", over the global `config.train.batch_size`;
+    `num_replicas` scales its batch-level terms, of which "srnet" has none), plus in phase (4)
+    λ·L_cc against D (`exemplars`) and Q (`log_q`), a per-video term reduced over the global batch
+    too. D and Q are read from their variables, so assigning them does not retrace the step.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    from tfwsar import losses  # pylint: disable=import-outside-toplevel
+
+    clustering_config = config.clustering
+
+    def step_fn(batch, with_clustering):
+        results = {}
+        for stream, model in models.items():
+            inputs = {"features": batch[stream], "mask": batch["mask"]}
+            with tf.GradientTape() as tape:
+                outputs = model(inputs, training=True)
+                terms = losses.stream_loss(
+                    outputs, batch, variant="srnet", alpha=config.model.smoothness_weight,
+                    beta=config.model.sparsity_weight, sparsity_kind=config.model.sparsity_kind,
+                    global_batch_size=config.train.batch_size, num_replicas=num_replicas)
+                total = terms["total"]
+                if with_clustering:
+                    # φ and p without dropout: the same functions that built D and fitted Q.
+                    embedding = model(inputs, training=False)
+                    attention = embedding["attention"]
+                    if not clustering_config.attention_gradient:
+                        attention = tf.stop_gradient(attention)
+                    per_video = losses.convex_clustering_loss(
+                        embedding["fc2"], attention, batch["mask"], batch["labels"],
+                        exemplars[stream], log_q[stream], clustering_config.alpha,
+                        squared_distance=clustering_config.squared_distance,
+                        valid=exemplar_valid)
+                    terms["convex_clustering"] = clustering_config.loss_weight * (
+                        tf.nn.compute_average_loss(
+                            per_video, global_batch_size=config.train.batch_size))
+                    total = total + terms["convex_clustering"]
+            variables = model.trainable_variables
+            gradients = tape.gradient(total, variables)
+            optimizers[stream].apply_gradients(zip(gradients, variables))
+            terms["total"] = total
+            results.update({f"{stream}/{name}": value for name, value in terms.items()
+                            if name in ("total", "classification", "smoothness", "sparsity",
+                                        "convex_clustering")})
+        return results
+
+    def plain_step(batch):  # phase (1)
+        return step_fn(batch, with_clustering=False)
+
+    def clustering_step(batch):  # phase (4)
+        return step_fn(batch, with_clustering=True)
+
+    return plain_step, clustering_step
 
 
 def _read_json(path, default):
@@ -465,7 +570,7 @@ def run(config, workdir, *, on_progress=None):
     # Heavy imports here, not at module import (no import-time work).
     import tensorflow as tf
 
-    from tfwsar import evaluation, export, inference, losses, reporting, train_lib
+    from tfwsar import evaluation, export, inference, losses, reporting, run_report, train_lib
     from tfwsar.data import pipeline, records, synthetic
     from tfwsar.models import tsrnet
 
@@ -473,22 +578,29 @@ def run(config, workdir, *, on_progress=None):
     # ---- Data: the converted dataset (or the embedded default), a held-out part for selection.
     data_dir = config.data.data_dir
     if not data_dir:
-        data_dir, _ = synthetic.ensure_default_dataset()
+        data_dir, _ = synthetic.ensure_embedded_dataset(config.data.embedded)
     manifest = records.read_manifest(data_dir)  # before the workdir: bad data leaves nothing
     classes, feature_rate = manifest["classes"], manifest["feature_rate"]
-    os.makedirs(workdir, exist_ok=True)
-    config_lib.write_json(config, os.path.join(workdir, "config.json"))
     if config.train.deterministic:
         train_lib.enable_determinism(config.train.seed)
     strategy = train_lib.make_strategy(config.train.strategy)
+    # Only the chief writes `workdir`; any other worker a temporary copy, removed when it exits.
+    workdir = train_lib.worker_workdir(strategy, workdir)
+    os.makedirs(workdir, exist_ok=True)
+    config_lib.write_json(config, os.path.join(workdir, "config.json"))
     clustering_config = config.clustering
     num_classes = len(classes)
     train_videos, selection_videos = inference.split_training_videos(
         data_dir, config.data.train_subset, config.data.validation_fraction, config.train.seed)
-    dataset = pipeline.training_dataset(
-        data_dir, [config.data.train_subset], num_segments=config.data.num_segments,
-        batch_size=config.train.batch_size, seed=config.train.seed, videos=train_videos,
-        sampling=config.data.sampling)
+
+    def training_batches(first_batch):
+        """The training stream from batch `first_batch` on (the Trainer passes its step)."""
+        return pipeline.training_dataset(
+            data_dir, [config.data.train_subset], num_segments=config.data.num_segments,
+            batch_size=config.train.batch_size, seed=config.train.seed, videos=train_videos,
+            sampling=config.data.sampling, first_batch=first_batch,
+            batch_length=config.data.batch_length, sort_window=config.data.sort_window)
+
     ground_truth = evaluation.load_ground_truth(
         os.path.join(data_dir, "ground_truth.json"), config.data.test_subset)
     print(f"[convex_clustering] {len(train_videos)} training videos, {len(selection_videos)} held "
@@ -521,54 +633,14 @@ def run(config, workdir, *, on_progress=None):
     state = {**{f"exemplars_{s}": exemplars[s] for s in streams},
              **{f"log_q_{s}": log_q[s] for s in streams}, "exemplar_valid": exemplar_valid}
     trainer = train_lib.Trainer(
-        workdir, strategy, dataset,
+        workdir, strategy, training_batches,
         {**models, **{f"{s}_optimizer": o for s, o in optimizers.items()}, **state},
         steps_per_execution=config.train.steps_per_execution)
     resumed = trainer.restore_or_initialize()
     trainer.write_text("config", config_lib.to_json(config))
 
-    def step_fn(batch, with_clustering):
-        """One step per stream: L = L_class (+ attention regularisers) [+ λ·L_cc]."""
-        results = {}
-        for stream in streams:
-            inputs = {"features": batch[stream], "mask": batch["mask"]}
-            with tf.GradientTape() as tape:
-                outputs = models[stream](inputs, training=True)
-                terms = losses.stream_loss(
-                    outputs, batch, variant="srnet", alpha=config.model.smoothness_weight,
-                    beta=config.model.sparsity_weight, sparsity_kind=config.model.sparsity_kind,
-                    global_batch_size=config.train.batch_size,
-                    num_replicas=strategy.num_replicas_in_sync)
-                total = terms["total"]
-                if with_clustering:
-                    # φ and p without dropout: the same functions that built D and fitted Q.
-                    embedding = models[stream](inputs, training=False)
-                    attention = embedding["attention"]
-                    if not clustering_config.attention_gradient:
-                        attention = tf.stop_gradient(attention)
-                    per_video = losses.convex_clustering_loss(
-                        embedding["fc2"], attention, batch["mask"], batch["labels"],
-                        exemplars[stream], log_q[stream], clustering_config.alpha,
-                        squared_distance=clustering_config.squared_distance,
-                        valid=exemplar_valid)
-                    terms["convex_clustering"] = clustering_config.loss_weight * (
-                        tf.nn.compute_average_loss(
-                            per_video, global_batch_size=config.train.batch_size))
-                    total = total + terms["convex_clustering"]
-            variables = models[stream].trainable_variables
-            gradients = tape.gradient(total, variables)
-            optimizers[stream].apply_gradients(zip(gradients, variables))
-            terms["total"] = total
-            results.update({f"{stream}/{name}": value for name, value in terms.items()
-                            if name in ("total", "classification", "smoothness", "sparsity",
-                                        "convex_clustering")})
-        return results
-
-    def plain_step(batch):  # phase (1)
-        return step_fn(batch, with_clustering=False)
-
-    def clustering_step(batch):  # phase (4): reads D and Q, so assigning them does not retrace
-        return step_fn(batch, with_clustering=True)
+    plain_step, clustering_step = make_step_fns(config, models, optimizers, exemplars, log_q,
+                                                exemplar_valid, strategy.num_replicas_in_sync)
 
     def progress(round_index, phase, announce=True):
         if announce:
@@ -679,23 +751,34 @@ def run(config, workdir, *, on_progress=None):
               for r in range(clustering_config.rounds + 1)]
     baseline = rounds[0].pop("test")
     test_outputs = inference.predict_videos(models, data_dir, config.data.test_subset)
-    final_plain, _ = evaluate_outputs(test_outputs, None, config=config,
-                                      feature_rate=feature_rate, classes=classes,
-                                      ground_truth=ground_truth)
+    unions = None
     if clustering_config.rounds > 0:
-        stored = {"exemplars": {s: exemplars[s].numpy() for s in streams},
-                  "log_q": {s: log_q[s].numpy() for s in streams}}
         cost_fn = tf.function(losses.segment_convex_clustering_cost, reduce_retracing=True)
-        unions = [select_union(o, stored["exemplars"], stored["log_q"], clustering_config,
+        unions = [select_union(o, {s: exemplars[s].numpy() for s in streams},
+                               {s: log_q[s].numpy() for s in streams}, clustering_config,
                                config.detection.theta, cost_fn) for o in test_outputs]
-        final, predictions = evaluate_outputs(test_outputs, unions, config=config,
-                                              feature_rate=feature_rate, classes=classes,
-                                              ground_truth=ground_truth)
-    else:
-        final, predictions = evaluate_outputs(test_outputs, None, config=config,
-                                              feature_rate=feature_rate, classes=classes,
-                                              ground_truth=ground_truth)
+    scored, predictions, test_time = detect_outputs(test_outputs, unions, config=config,
+                                                    feature_rate=feature_rate, classes=classes)
+
+    # ---- Predictions, D/Q and the SavedModel first: a failed evaluation loses no trained model.
     localize.write_predictions(os.path.join(workdir, "predictions.json"), predictions)
+    _write_exemplars(os.path.join(workdir, "exemplars.npz"), exemplars, log_q, exemplar_valid,
+                     classes, clustering_config)
+    export.export_two_stream(models, os.path.join(workdir, "saved_model"),
+                             feature_dims=manifest["feature_dims"], classes=classes,
+                             feature_rate=feature_rate, settings=detection_settings(config))
+
+    def evaluate():
+        final_plain, _ = evaluate_outputs(test_outputs, None, config=config,
+                                          feature_rate=feature_rate, classes=classes,
+                                          ground_truth=ground_truth)
+        final = score_predictions(scored, predictions, test_time, config=config,
+                                  ground_truth=ground_truth)
+        return final_plain, final
+
+    final_plain, final = inference.evaluate_written_run(
+        evaluate, workdir=workdir, data_dir=data_dir, subset=config.data.test_subset,
+        protocol=config.detection.protocol)
     metrics = dict(final)
     metrics.update({
         "method": "convex_clustering", "seed": config.train.seed,
@@ -703,18 +786,15 @@ def run(config, workdir, *, on_progress=None):
         "resumed": bool(resumed)})
     reporting.write_json(os.path.join(workdir, "metrics.json"), metrics)
 
-    # ---- TensorBoard: attention vs ground truth for a few held-out videos; then export.
+    # ---- TensorBoard: attention vs ground truth for a few held-out videos; the run report.
     if selection_videos:
         for video, image in inference.attention_timelines(
                 models, data_dir, config.data.train_subset, selection_videos[:4],
                 feature_rate).items():
             trainer.write_image(f"attention/{video}", image, step=int(trainer.step.numpy()))
-    _write_exemplars(os.path.join(workdir, "exemplars.npz"), exemplars, log_q, exemplar_valid,
-                     classes, clustering_config)
-    export.export_two_stream(models, os.path.join(workdir, "saved_model"),
-                             feature_dims=manifest["feature_dims"], classes=classes,
-                             feature_rate=feature_rate, settings=detection_settings(config))
     trainer.close()
+    run_report.save_report_data(workdir, test_outputs, predictions, ground_truth, classes, feature_rate)
+    run_report.write_report(workdir)
     print(f"[convex_clustering] seed {config.train.seed}: done in {time.time() - started:.0f} s"
           f" → {workdir}", file=sys.stderr)
     return metrics
@@ -735,6 +815,7 @@ def main(argv):
     del argv
     from tfwsar import reporting  # pylint: disable=import-outside-toplevel
     from tfwsar.errors import DataError  # pylint: disable=import-outside-toplevel
+    from tfwsar.train_lib import ClusterError  # pylint: disable=import-outside-toplevel
 
     if FLAGS.logical_cpus:
         from tfwsar import train_lib  # pylint: disable=import-outside-toplevel
@@ -752,7 +833,7 @@ def main(argv):
         seed_dir = root if seed_index == 0 else os.path.join(root, f"seed_{seed_index}")
         try:
             per_seed.append(run(config, seed_dir))
-        except DataError as error:
+        except (DataError, ClusterError) as error:  # one line, no traceback
             print(f"error: {error}", file=sys.stderr)
             sys.exit(1)
     if FLAGS.seeds > 1:
@@ -771,5 +852,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    from tfwsar import console  # pylint: disable=import-outside-toplevel
     define_flags()
-    app.run(main)
+    console.run(main)  # absl.app.run with a quiet terminal

@@ -30,12 +30,17 @@ VARIANTS = ("two_stream", "srnet", "tsrnet", "tsrnet_no_fc2")
 class DataConfig:
     data_dir: str = ""  # converted untrimmed dataset; "" = the embedded default
     trimmed_dir: str = ""  # converted trimmed dataset (UCF101 classes of data_dir)
+    embedded: str = "thumos14"  # the embedded default used without data_dir: thumos14 | activitynet
     train_subset: str = "validation"  # THUMOS14 trains on its validation videos
     test_subset: str = "test"
     validation_fraction: float = 0.2  # of the training videos, for model selection only
     num_segments: int = 200  # T of training batches
     trimmed_num_segments: int = 16
     sampling: str = "uniform"
+    # "fixed": every batch has T = num_segments; "longest": its longest video's T, at most
+    # num_segments. sort_window > 0: batches of similar lengths (tfwsar.data.pipeline).
+    batch_length: str = "fixed"
+    sort_window: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +83,12 @@ class DetectionConfig:
     nms_tiou: float = 0.6
     drop_bad_test_videos: bool = False  # THUMOS14 test 0000270 / 0001496 (known-wrong labels)
     protocol: str = "thumos14"  # thumos14: tIoU 0.1…0.9 | activitynet: 0.5:0.05:0.95
+    # tsrnet (the paper's, on `thresholds`) | whole_video | attention | cas | attention_cas (the
+    # long-action rules, on `relative_thresholds`, `smoothing`, `max_gap`): see tfwsar.localize
+    rule: str = "tsrnet"
+    relative_thresholds: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    smoothing: int = 1  # segments of the moving average
+    max_gap: int = 0  # segments
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,17 +100,25 @@ class Config:
     detection: DetectionConfig = DetectionConfig()
 
 
-def get_config(preset="default"):
-    """"default": sized for the embedded dataset (2 minutes on 2 CPU cores).
+def get_config(preset="default", data_dir=""):
+    """"default": sized for the embedded dataset (2 minutes on 2 CPU cores), with the detection
+    rule found best there (`localize.THUMOS14_DETECTION`; the paper's rule: detection.rule=tsrnet).
 
     "paper": the paper's THUMOS14 settings — batch 16, SGD momentum 0.9, lr 1e-4 (RGB) / 5e-4
     (flow) ÷10 every 5,000 steps, dropout keep 0.8, T = 750 — with our layer widths.
-    "activitynet": "paper" on ActivityNet1.3: train on "training", test on "validation" (the test
-    labels are withheld), T = 200 (~2-minute videos at 1.5625 segments/s), tIoU 0.5:0.05:0.95.
+    "activitynet": ActivityNet1.3: train on "training", test on "validation" (the test labels are
+    withheld), tIoU 0.5:0.05:0.95, and the detection rule for long actions
+    (`localize.ACTIVITYNET_DETECTION`).
+    With a `data_dir` (real data), the "paper" settings with T = 200 (~2-minute videos at 1.5625
+    segments/s); without, the embedded ActivityNet default with the "default" schedule, T = 128
+    (its videos have 94 segments on average, at most 187).
     """
+    from tfwsar import localize  # pylint: disable=import-outside-toplevel
+
     config = Config()
     if preset == "default":
-        return config
+        return dataclasses.replace(config, detection=dataclasses.replace(
+            config.detection, **localize.THUMOS14_DETECTION))
     if preset == "paper":
         from tfwsar.models.tsrnet import PAPER_HYPERPARAMETERS as paper  # pylint: disable=import-outside-toplevel
         return dataclasses.replace(
@@ -117,12 +136,11 @@ def get_config(preset="default"):
                 decay_factor=paper.learning_rate_decay_factor, momentum=paper.momentum,
                 log_every=500, eval_every=1000, checkpoint_every=1000))
     if preset == "activitynet":
-        paper = get_config("paper")
-        return dataclasses.replace(
-            paper,
-            data=dataclasses.replace(paper.data, train_subset="training", test_subset="validation",
-                                     num_segments=200),
-            detection=dataclasses.replace(paper.detection, protocol="activitynet"))
+        base = get_config("paper") if data_dir else config
+        data = dataclasses.replace(base.data, embedded="activitynet", train_subset="training",
+                                   test_subset="validation", num_segments=200 if data_dir else 128)
+        return dataclasses.replace(base, data=data, detection=dataclasses.replace(
+            base.detection, protocol="activitynet", **localize.ACTIVITYNET_DETECTION))
     raise ValueError(f"unknown preset {preset!r}; expected 'default', 'paper' or 'activitynet'")
 
 
@@ -147,7 +165,7 @@ def define_flags():
 
 
 def config_from_flags():
-    config = get_config(FLAGS.preset)
+    config = get_config(FLAGS.preset, data_dir=FLAGS.data or "")
     assignments = []
     for flag, key in (("data", "data.data_dir"), ("trimmed", "data.trimmed_dir"),
                       ("steps", "train.steps"), ("profile_steps", "train.profile_steps"),
@@ -158,12 +176,50 @@ def config_from_flags():
     return config_lib.override(config, assignments + FLAGS.set)
 
 
+def make_step_fn(config, models, optimizers, num_replicas):
+    """`step_fn(element) -> {"<stream>/<term>": scalar}` for `train_lib.Trainer`: one TSRNet step.
+
+    On this replica's share of the global batch: L = L_SA + L_KT per stream (`losses.stream_loss`,
+    per-example terms over the global `config.train.batch_size`, the MMD² divided by
+    `num_replicas`), each stream's gradients applied by its own optimizer. `element` is the
+    untrimmed batch, or (untrimmed batch, trimmed batch) for the knowledge-transfer variants.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    from tfwsar import losses  # pylint: disable=import-outside-toplevel
+
+    transfer = config.variant in losses.KNOWLEDGE_TRANSFER_VARIANTS
+
+    def step_fn(element):
+        batch, trimmed_batch = element if transfer else (element, None)
+        results = {}
+        for stream, model in models.items():
+            with tf.GradientTape() as tape:
+                outputs = model({"features": batch[stream], "mask": batch["mask"]}, training=True)
+                trimmed_outputs = None
+                if transfer:
+                    trimmed_outputs = model(
+                        {"features": trimmed_batch[stream], "mask": trimmed_batch["mask"]},
+                        training=True)
+                terms = losses.stream_loss(
+                    outputs, batch, variant=config.variant, alpha=config.model.alpha,
+                    beta=config.model.beta, sparsity_kind=config.model.sparsity_kind,
+                    global_batch_size=config.train.batch_size, num_replicas=num_replicas,
+                    trimmed_outputs=trimmed_outputs, trimmed_batch=trimmed_batch,
+                    mmd_segments_per_video=config.model.mmd_segments_per_video)
+            variables = model.trainable_variables
+            gradients = tape.gradient(terms["total"], variables)
+            optimizers[stream].apply_gradients(zip(gradients, variables))
+            results.update({f"{stream}/{name}": value for name, value in terms.items()})
+        return results
+
+    return step_fn
+
+
 def run(config, workdir):
     """Trains one variant with one seed into `workdir`; returns its metrics document."""
     # Heavy imports here, not at module import (no import-time work).
-    import tensorflow as tf
-
-    from tfwsar import evaluation, export, inference, losses, localize, reporting, train_lib
+    from tfwsar import evaluation, export, inference, localize, reporting, run_report, train_lib
     from tfwsar.data import pipeline, records, synthetic
     from tfwsar.errors import DataError
     from tfwsar.models import tsrnet
@@ -173,7 +229,7 @@ def run(config, workdir):
     # Checked before anything is written: bad input leaves no workdir behind.
     data_dir, trimmed_dir = config.data.data_dir, config.data.trimmed_dir
     if not data_dir:
-        data_dir, default_trimmed = synthetic.ensure_default_dataset()
+        data_dir, default_trimmed = synthetic.ensure_embedded_dataset(config.data.embedded)
         trimmed_dir = trimmed_dir or str(default_trimmed)
     manifest = records.read_manifest(data_dir)
     classes, feature_rate = manifest["classes"], manifest["feature_rate"]
@@ -185,23 +241,31 @@ def run(config, workdir):
         raise DataError(f"{trimmed_dir}: classes differ from {data_dir}'s; convert it with "
                         f"--classes-of {data_dir}")
 
-    os.makedirs(workdir, exist_ok=True)
-    config_lib.write_json(config, os.path.join(workdir, "config.json"))
     if config.train.deterministic:
         train_lib.enable_determinism(config.train.seed)
     strategy = train_lib.make_strategy(config.train.strategy)
+    # Only the chief writes `workdir`; any other worker a temporary copy, removed when it exits.
+    workdir = train_lib.worker_workdir(strategy, workdir)
+    os.makedirs(workdir, exist_ok=True)
+    config_lib.write_json(config, os.path.join(workdir, "config.json"))
     train_videos, selection_videos = inference.split_training_videos(
         data_dir, config.data.train_subset, config.data.validation_fraction, config.train.seed)
-    untrimmed = pipeline.training_dataset(
-        data_dir, [config.data.train_subset], num_segments=config.data.num_segments,
-        batch_size=config.train.batch_size, seed=config.train.seed, videos=train_videos,
-        sampling=config.data.sampling)
-    dataset = untrimmed
-    if transfer:
+
+    def training_batches(first_batch):
+        """The training stream from batch `first_batch` on (the Trainer passes its step)."""
+        untrimmed = pipeline.training_dataset(
+            data_dir, [config.data.train_subset], num_segments=config.data.num_segments,
+            batch_size=config.train.batch_size, seed=config.train.seed, videos=train_videos,
+            sampling=config.data.sampling, first_batch=first_batch,
+            batch_length=config.data.batch_length, sort_window=config.data.sort_window)
+        if not transfer:
+            return untrimmed
         trimmed = pipeline.training_dataset(
             trimmed_dir, ["training"], num_segments=config.data.trimmed_num_segments,
-            batch_size=config.train.batch_size, seed=config.train.seed + 1)
-        dataset = pipeline.paired_dataset(untrimmed, trimmed)
+            batch_size=config.train.batch_size, seed=config.train.seed + 1,
+            first_batch=first_batch)
+        return pipeline.paired_dataset(untrimmed, trimmed)
+
     print(f"[tsrnet] {config.variant}: {len(train_videos)} training videos, "
           f"{len(selection_videos)} held out for selection, {len(classes)} classes, "
           f"{strategy.num_replicas_in_sync} replicas, data {data_dir}", file=sys.stderr)
@@ -222,36 +286,12 @@ def run(config, workdir):
     train_lib.build_optimizers(
         strategy, [(optimizers[s], models[s].trainable_variables) for s in streams])
     trainer = train_lib.Trainer(
-        workdir, strategy, dataset, {**models, **{f"{s}_optimizer": o for s, o in optimizers.items()}},
+        workdir, strategy, training_batches, {**models, **{f"{s}_optimizer": o for s, o in optimizers.items()}},
         steps_per_execution=config.train.steps_per_execution)
     resumed = trainer.restore_or_initialize()
     trainer.write_text("config", config_lib.to_json(config))
 
-    def step_fn(element):
-        """One TSRNet step on this replica's share: L = L_SA + L_KT per stream, two optimizers."""
-        batch, trimmed_batch = element if transfer else (element, None)
-        results = {}
-        for stream in streams:
-            with tf.GradientTape() as tape:
-                outputs = models[stream](
-                    {"features": batch[stream], "mask": batch["mask"]}, training=True)
-                trimmed_outputs = None
-                if transfer:
-                    trimmed_outputs = models[stream](
-                        {"features": trimmed_batch[stream], "mask": trimmed_batch["mask"]},
-                        training=True)
-                terms = losses.stream_loss(
-                    outputs, batch, variant=config.variant, alpha=config.model.alpha,
-                    beta=config.model.beta, sparsity_kind=config.model.sparsity_kind,
-                    global_batch_size=config.train.batch_size,
-                    num_replicas=strategy.num_replicas_in_sync, trimmed_outputs=trimmed_outputs,
-                    trimmed_batch=trimmed_batch,
-                    mmd_segments_per_video=config.model.mmd_segments_per_video)
-            variables = models[stream].trainable_variables
-            gradients = tape.gradient(terms["total"], variables)
-            optimizers[stream].apply_gradients(zip(gradients, variables))
-            results.update({f"{stream}/{name}": value for name, value in terms.items()})
-        return results
+    step_fn = make_step_fn(config, models, optimizers, strategy.num_replicas_in_sync)
 
     # ---- Model selection on the held-out training videos (video-level labels only).
     selection = inference.BestWeights(workdir, models, metric="fused classification mAP")
@@ -272,30 +312,44 @@ def run(config, workdir):
     settings = inference.DetectionSettings(
         theta=config.detection.theta, thresholds=tuple(config.detection.thresholds),
         class_threshold=config.detection.class_threshold, top_k=config.detection.top_k,
-        nms_tiou=config.detection.nms_tiou)
+        nms_tiou=config.detection.nms_tiou, rule=config.detection.rule,
+        relative_thresholds=tuple(config.detection.relative_thresholds),
+        smoothing=config.detection.smoothing, max_gap=config.detection.max_gap)
     test_outputs = inference.predict_videos(models, data_dir, config.data.test_subset)
-    ground_truth = evaluation.load_ground_truth(
-        os.path.join(data_dir, "ground_truth.json"), config.data.test_subset)
-    metrics, predictions = inference.score_test_split(
-        test_outputs, inference.detect_videos(test_outputs, settings, feature_rate), classes,
-        ground_truth, theta=config.detection.theta, protocol=config.detection.protocol,
-        exclude_videos=(evaluation.THUMOS14_BAD_TEST_VIDEOS
-                        if config.detection.drop_bad_test_videos else ()),
-        extra={"variant": config.variant, "seed": config.train.seed, "selection": chosen,
-               "resumed": bool(resumed)})
+    predictions = localize.predictions_to_activitynet(
+        inference.detect_videos(test_outputs, settings, feature_rate), classes)
+
+    # ---- Predictions and the SavedModel first: a failed evaluation loses no trained model.
     localize.write_predictions(os.path.join(workdir, "predictions.json"), predictions)
+    export.export_two_stream(models, os.path.join(workdir, "saved_model"),
+                             feature_dims=manifest["feature_dims"], classes=classes,
+                             feature_rate=feature_rate, settings=settings)
+
+    def evaluate():
+        ground_truth = evaluation.load_ground_truth(
+            os.path.join(data_dir, "ground_truth.json"), config.data.test_subset)
+        return ground_truth, inference.score_test_split(
+            test_outputs, predictions, ground_truth, theta=config.detection.theta,
+            protocol=config.detection.protocol,
+            exclude_videos=(evaluation.THUMOS14_BAD_TEST_VIDEOS
+                            if config.detection.drop_bad_test_videos else ()),
+            extra={"variant": config.variant, "seed": config.train.seed, "selection": chosen,
+                   "resumed": bool(resumed)})
+
+    ground_truth, metrics = inference.evaluate_written_run(
+        evaluate, workdir=workdir, data_dir=data_dir, subset=config.data.test_subset,
+        protocol=config.detection.protocol)
     reporting.write_json(os.path.join(workdir, "metrics.json"), metrics)
 
-    # ---- TensorBoard: attention vs ground truth for a few held-out videos; then export.
+    # ---- TensorBoard: attention vs ground truth for a few held-out videos; the run report.
     if selection_videos:
         for video, image in inference.attention_timelines(
                 models, data_dir, config.data.train_subset, selection_videos[:4],
                 feature_rate).items():
             trainer.write_image(f"attention/{video}", image, step=int(trainer.step.numpy()))
-    export.export_two_stream(models, os.path.join(workdir, "saved_model"),
-                             feature_dims=manifest["feature_dims"], classes=classes,
-                             feature_rate=feature_rate, settings=settings)
     trainer.close()
+    run_report.save_report_data(workdir, test_outputs, predictions, ground_truth, classes, feature_rate)
+    run_report.write_report(workdir)
     print(f"[tsrnet] {config.variant} seed {config.train.seed}: done in {time.time() - started:.0f} s"
           f" → {workdir}", file=sys.stderr)
     return metrics
@@ -315,6 +369,7 @@ def main(argv):
     root = FLAGS.workdir or os.path.join("workdir", "tsrnet")
     from tfwsar import reporting  # pylint: disable=import-outside-toplevel
     from tfwsar.errors import DataError  # pylint: disable=import-outside-toplevel
+    from tfwsar.train_lib import ClusterError  # pylint: disable=import-outside-toplevel
 
     rows = []
     for variant in variants:
@@ -327,7 +382,7 @@ def main(argv):
             seed_dir = variant_dir if seed_index == 0 else os.path.join(variant_dir, f"seed_{seed_index}")
             try:
                 per_seed.append(run(config, seed_dir))
-            except DataError as error:
+            except (DataError, ClusterError) as error:  # one line, no traceback
                 print(f"error: {error}", file=sys.stderr)
                 sys.exit(1)
         if FLAGS.seeds > 1:
@@ -347,5 +402,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    from tfwsar import console  # pylint: disable=import-outside-toplevel
     define_flags()
-    app.run(main)
+    console.run(main)  # absl.app.run with a quiet terminal
