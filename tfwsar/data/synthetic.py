@@ -34,6 +34,7 @@ What is generated (seeded, so every machine builds the same bytes): the segment 
   scene_v ~ N(0, scene_scale² I) one offset per video; noise_t = temporally correlated Gaussian
   noise (white noise smoothed by a box filter of `noise_smoothing` segments, rescaled to unit
   variance, × noise_scale).
+  + amplitude · strength_c · μ_c                          inside an unannotated "replay" burst
   π_t, the class profile of an instance: 1 on its central `core_fraction` (at least one segment)
   and `flank_class` on the flanks before and after it. THUMOS14: core_fraction = flank_class = 1
   (the whole instance is class-specific). ActivityNet: core_fraction = ½, flank_class = 0.15 —
@@ -42,6 +43,15 @@ What is generated (seeded, so every machine builds the same bytes): the segment 
   action (μ_act, the same actionness as the core) and hardly like their class. A detector that
   localises the class evidence alone finds the middle half of each instance; one that also
   follows the class-agnostic evidence around it finds the whole.
+  Replays: a Poisson(`replays`) number of bursts of `replay_segments` segments per video carry the
+  full evidence of one of the video's classes outside (or over) its annotations, as sports replays
+  and slow-motion re-runs do in THUMOS14 (the annotators marked only the live action). None by
+  default. The harder THUMOS14 variant ("thumos14_hard", `HARD_THUMOS14_SPEC`, `--set
+  data.embedded=thumos14_hard`): core_fraction = ½, flank_class = 0.2 and one replay per video on
+  average — only the middle of an action is class-specific, its flanks are mostly generic motion,
+  and the class also shows where nothing is annotated. It separates localization methods that
+  the default variant does not: covering whole actions and rejecting class evidence that is not
+  an action both matter.
   RGB and flow carry different evidence: strength_c^rgb ~ U(0.4, 1.6) and
   strength_c^flow = 2 − strength_c^rgb, so a class weak in one stream is strong in the other and
   fusing the streams helps, as on the real benchmarks.
@@ -90,6 +100,8 @@ class SyntheticSpec:
     shift_offset: float = 0.8
     core_fraction: float = 1.0  # central part of an instance carrying its full class evidence
     flank_class: float = 1.0  # class evidence on the rest of the instance, relative to the core
+    replays: float = 0.0  # mean number of unannotated same-class bursts per video (Poisson)
+    replay_segments: tuple = (2, 6)  # [low, high) length of a burst, segments
     seed: int = 0
 
 
@@ -97,7 +109,10 @@ ACTIVITYNET_SPEC = SyntheticSpec(feature_dim=128, feature_stride=32, context=0.0
                                  noise_smoothing=3, core_fraction=0.5, flank_class=0.15)
 """The embedded ActivityNet default's settings (module docstring)."""
 
-EMBEDDED_DATASETS = ("thumos14", "activitynet")
+HARD_THUMOS14_SPEC = SyntheticSpec(core_fraction=0.5, flank_class=0.2, replays=1.0)
+"""The harder THUMOS14-shaped variant ("thumos14_hard"): partial evidence and unannotated replays."""
+
+EMBEDDED_DATASETS = ("thumos14", "thumos14_hard", "activitynet")
 ACTIVITYNET_SUBSET = "activitynet13_subset.json"
 
 
@@ -163,6 +178,7 @@ class _Generator:
     def untrimmed(self, rng, num_segments, instances, ambiguous, video_labels):
         """Both streams of one untrimmed video: {"rgb": [T, D], "flow": [T, D]}."""
         spec = self.spec
+        replays = self.replays(rng, num_segments, list(video_labels))
         rate = spec.feature_fps / spec.feature_stride
         features = {}
         for stream in ("rgb", "flow"):
@@ -186,8 +202,24 @@ class _Generator:
                 first, last = _segment_range(t_start, t_end, rate, num_segments)
                 for label in video_labels:
                     x[first:last] += 0.5 * self._class_signal(stream, label)
+            for label, first, last in replays:
+                x[first:last] += self._class_signal(stream, label)
             features[stream] = x.astype(np.float32)
         return features
+
+    def replays(self, rng, num_segments, video_labels):
+        """Unannotated same-class bursts of one video: [(label, first, last)] (none by default)."""
+        spec = self.spec
+        if not spec.replays or not len(video_labels):
+            return []
+        bursts = []
+        for _ in range(rng.poisson(spec.replays)):
+            length = int(rng.integers(*spec.replay_segments))
+            if num_segments <= length:
+                continue
+            first = int(rng.integers(0, num_segments - length))
+            bursts.append((video_labels[int(rng.integers(len(video_labels)))], first, first + length))
+        return bursts
 
     def trimmed(self, rng, num_segments, label):
         """Both streams of one trimmed clip, under the trimmed domain's shift."""
@@ -378,6 +410,8 @@ def ensure_embedded_dataset(name="thumos14", show_progress=None):
     """The embedded default `name` ("thumos14" | "activitynet") with its default settings."""
     if name == "thumos14":
         return ensure_default_dataset(show_progress=show_progress)
+    if name == "thumos14_hard":
+        return ensure_default_dataset(HARD_THUMOS14_SPEC, show_progress=show_progress)
     if name == "activitynet":
         return ensure_activitynet_dataset(show_progress=show_progress)
     raise ValueError(f"embedded dataset {name!r}: expected one of {EMBEDDED_DATASETS}")

@@ -22,6 +22,7 @@ import time
 from absl import app, flags
 
 from tfwsar import config as config_lib
+from tfwsar import experiment
 
 VARIANTS = ("two_stream", "srnet", "tsrnet", "tsrnet_no_fc2")
 
@@ -74,21 +75,8 @@ class TrainConfig:
     profile_steps: str = ""  # "start,stop" global steps to trace with the TF profiler
 
 
-@dataclasses.dataclass(frozen=True)
-class DetectionConfig:
-    theta: float = 0.5  # θ of the stream fusion
-    thresholds: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
-    class_threshold: float = 0.1
-    top_k: int = 2
-    nms_tiou: float = 0.6
-    drop_bad_test_videos: bool = False  # THUMOS14 test 0000270 / 0001496 (known-wrong labels)
-    protocol: str = "thumos14"  # thumos14: tIoU 0.1…0.9 | activitynet: 0.5:0.05:0.95
-    # tsrnet (the paper's, on `thresholds`) | whole_video | attention | cas | attention_cas (the
-    # long-action rules, on `relative_thresholds`, `smoothing`, `max_gap`): see tfwsar.localize
-    rule: str = "tsrnet"
-    relative_thresholds: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-    smoothing: int = 1  # segments of the moving average
-    max_gap: int = 0  # segments
+# The detection settings every method shares (rule "tsrnet": the paper's, on `thresholds`).
+DetectionConfig = experiment.DetectionConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,12 +297,7 @@ def run(config, workdir):
     chosen = selection.restore()
 
     # ---- Evaluation on the test split, once, with the chosen weights.
-    settings = inference.DetectionSettings(
-        theta=config.detection.theta, thresholds=tuple(config.detection.thresholds),
-        class_threshold=config.detection.class_threshold, top_k=config.detection.top_k,
-        nms_tiou=config.detection.nms_tiou, rule=config.detection.rule,
-        relative_thresholds=tuple(config.detection.relative_thresholds),
-        smoothing=config.detection.smoothing, max_gap=config.detection.max_gap)
+    settings = experiment.detection_settings(config.detection)
     test_outputs = inference.predict_videos(models, data_dir, config.data.test_subset)
     predictions = localize.predictions_to_activitynet(
         inference.detect_videos(test_outputs, settings, feature_rate), classes)
@@ -325,16 +308,22 @@ def run(config, workdir):
                              feature_dims=manifest["feature_dims"], classes=classes,
                              feature_rate=feature_rate, settings=settings)
 
+    excluded = (evaluation.THUMOS14_BAD_TEST_VIDEOS
+                if config.detection.drop_bad_test_videos else ())
+
     def evaluate():
         ground_truth = evaluation.load_ground_truth(
             os.path.join(data_dir, "ground_truth.json"), config.data.test_subset)
+        by_rule = inference.detection_by_rule(
+            test_outputs, ground_truth, settings, config.detection.other_rules,
+            feature_rate=feature_rate, classes=classes, protocol=config.detection.protocol,
+            exclude_videos=excluded)
         return ground_truth, inference.score_test_split(
             test_outputs, predictions, ground_truth, theta=config.detection.theta,
-            protocol=config.detection.protocol,
-            exclude_videos=(evaluation.THUMOS14_BAD_TEST_VIDEOS
-                            if config.detection.drop_bad_test_videos else ()),
+            protocol=config.detection.protocol, exclude_videos=excluded,
             extra={"variant": config.variant, "seed": config.train.seed, "selection": chosen,
-                   "resumed": bool(resumed)})
+                   "resumed": bool(resumed), "detection_rule": config.detection.rule,
+                   "detection_by_rule": by_rule})
 
     ground_truth, metrics = inference.evaluate_written_run(
         evaluate, workdir=workdir, data_dir=data_dir, subset=config.data.test_subset,
