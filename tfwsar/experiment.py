@@ -64,7 +64,7 @@ class TrainConfig:
 class DetectionConfig:
     """The detection rule and its settings (`tfwsar.inference.DetectionSettings`)."""
 
-    rule: str = "cas"  # tfwsar.localize.RULES
+    rule: str = "tsrnet"  # tfwsar.localize.RULES
     theta: float = 0.5  # θ of the stream fusion (methods with two streams)
     thresholds: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # rule "tsrnet"
     relative_thresholds: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)

@@ -132,8 +132,9 @@ def run_summary(rows, *, data_dir, root, contents, paper_classification=None,
     if data_dir:
         provenance = f"Data: {data_dir}"
     else:
-        provenance = ("Embedded default = THUMOS14's real timeline with generated features: compare"
-                      " rows with each other, not with a paper's numbers.")
+        provenance = ("Embedded default = real annotation timelines (THUMOS14, or ActivityNet1.3 "
+                      "with --preset activitynet) with generated features: compare rows with each "
+                      "other, not with a paper's numbers.")
     # The last lines: where to look (report.html of the run, or of each variant / seed).
     reports = sorted(glob.glob(os.path.join(root, "report.html"))
                      + glob.glob(os.path.join(root, "*", "report.html")))

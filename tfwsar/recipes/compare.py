@@ -58,7 +58,7 @@ def method_run(name, preset, data_dir, trimmed_dir, steps, overrides=(), rules=(
         assignments.append(f"data.data_dir={data_dir}")
     if steps:
         assignments.append(f"train.steps={steps}")
-    if rules:
+    if rules and hasattr(config.detection, "other_rules"):  # not convex clustering's test rule
         assignments.append(f"detection.other_rules={','.join(rules)}")
     return config_lib.override(config, assignments + list(overrides)), run
 
