@@ -103,6 +103,9 @@ class Recipe:
       paper_detection: the paper's THUMOS14 mAP row ({"0.1": fraction, ...}) printed beside ours.
       learning_rate: Adam's rate for the embedded default (sized for minutes of CPU; the "paper"
         preset takes the paper's).
+      embedded_model: `ModelConfig` settings for the embedded data (no `data_dir`, not "paper"):
+        e.g. narrower layers where the paper's are sized for 2048-d I3D features; real data and
+        the "paper" preset keep the paper's model.
     """
 
     method: object
@@ -111,11 +114,15 @@ class Recipe:
     similar_pairs: int = 0
     paper_detection: dict = None
     learning_rate: float = 1e-3
+    embedded_model: dict = None
 
     def get_config(self, preset="default", data_dir=""):
         """The run configuration for `preset` ("default", "paper", "activitynet": `preset_config`)."""
+        model = self.method.ModelConfig()
+        if not data_dir and preset != "paper":
+            model = dataclasses.replace(model, **(self.embedded_model or {}))
         config = make_config_class(self.method.ModelConfig)(
-            method=self.name, data=DataConfig(similar_pairs=self.similar_pairs),
+            method=self.name, data=DataConfig(similar_pairs=self.similar_pairs), model=model,
             train=TrainConfig(learning_rate=self.learning_rate),
             detection=DetectionConfig(rule=self.rule))
         return preset_config(config, self.method.PAPER_TRAINING, preset, data_dir)

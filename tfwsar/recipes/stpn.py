@@ -10,7 +10,9 @@ from tfwsar import experiment
 from tfwsar.methods import stpn
 
 # The paper's THUMOS14 mAP with I3D features (tIoU 0.1 / 0.3 / 0.5 / 0.7), printed beside ours.
-RECIPE = experiment.Recipe(stpn, "stpn", rule="stpn",
+# Adam at 1e-2 for the embedded default: its mean-over-classes sigmoid loss learns little in 600
+# steps at 1e-3 (fusion accuracy 0.12 vs 0.43 on thumos14_hard, seed 0); --preset paper: 1e-4.
+RECIPE = experiment.Recipe(stpn, "stpn", rule="stpn", learning_rate=1e-2,
                            paper_detection={"0.1": 0.520, "0.3": 0.355, "0.5": 0.169, "0.7": 0.043})
 get_config, run = RECIPE.get_config, RECIPE.run
 
