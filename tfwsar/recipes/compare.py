@@ -132,6 +132,8 @@ def compare(methods, *, seeds, workdir, preset="default", data_dir="", trimmed_d
                 files.write_json_atomically(metrics_path, {**metrics, "compare_seconds": seconds})
             rows.setdefault(name, []).append(_row(metrics, seconds))
             for rule, detection in metrics.get("detection_by_rule", {}).items():
+                if rule == metrics.get("detection_rule"):
+                    continue  # the method's own row already
                 rows.setdefault(f"{name} + {rule}", []).append(
                     {"detection": detection, "classification": metrics["classification"]["fusion"],
                      "train_seconds": seconds})
