@@ -188,3 +188,18 @@ def test_the_toy_partial_dataset_really_lacks_test_classes(partial_data):
     train_counts = pd.Series([v["annotations"][0]["label"] for v in truth.values()
                               if v["subset"] == "validation"]).value_counts()
     assert test_labels == {"Jump", "Run"} and train_counts["Swim"] == 1 and len(CLASSES) == 4
+
+
+@pytest.mark.slow
+def test_wtalc_pairs_and_evaluation_work_when_a_class_has_one_training_video(partial_data, tmp_path):
+    from tfwsar.recipes import wtalc  # pylint: disable=import-outside-toplevel
+
+    config = config_lib.override(wtalc.get_config(), [
+        f"data.data_dir={partial_data}", "data.validation_fraction=0.25", "data.num_segments=16",
+        "data.similar_pairs=1", "train.steps=4", "train.batch_size=4",
+        "train.steps_per_execution=2", "train.log_every=2", "train.eval_every=2",
+        "train.checkpoint_every=2"])
+    metrics = wtalc.run(config, str(tmp_path))
+    for name in WORKDIR_FILES:
+        assert (tmp_path / name).exists(), name
+    assert metrics["detection_classes"] == 2
