@@ -45,11 +45,10 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    steps: int = 600
-    batch_size: int = 16
-    learning_rate: float = 1e-4
-    weight_decay: float = 0.0
+class LoopConfig:
+    """The settings of the training loop every method shares (`train_lib`); each recipe's
+    `TrainConfig` extends it with its optimiser's."""
+
     seed: int = 0
     deterministic: bool = True
     strategy: str = "auto"  # auto | default | mirrored | multi_worker
@@ -58,6 +57,14 @@ class TrainConfig:
     eval_every: int = 100
     checkpoint_every: int = 200
     profile_steps: str = ""  # "start,stop" global steps to trace with the TF profiler
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(LoopConfig):
+    steps: int = 600
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,8 +156,6 @@ def preset_config(config, paper_training, preset, data_dir=""):
     the long-action detection rule `localize.ACTIVITYNET_DETECTION`); with a `data_dir` the
     "paper" settings with T = 200, without it the embedded ActivityNet default, T = 128.
     """
-    from tfwsar import localize  # pylint: disable=import-outside-toplevel
-
     if preset == "default":
         return config
     if preset == "paper":
@@ -163,12 +168,37 @@ def preset_config(config, paper_training, preset, data_dir=""):
                                    similar_pairs=paper_training.get("similar_pairs", 0))
         return dataclasses.replace(config, train=train, data=data)
     if preset == "activitynet":
-        base = preset_config(config, paper_training, "paper") if data_dir else config
-        data = dataclasses.replace(base.data, embedded="activitynet", train_subset="training",
-                                   test_subset="validation", num_segments=200 if data_dir else 128)
-        return dataclasses.replace(base, data=data, detection=dataclasses.replace(
-            base.detection, protocol="activitynet", **localize.ACTIVITYNET_DETECTION))
+        return activitynet_preset(
+            preset_config(config, paper_training, "paper") if data_dir else config, data_dir)
     raise ValueError(f"unknown preset {preset!r}; expected 'default', 'paper' or 'activitynet'")
+
+
+def activitynet_preset(config, data_dir=""):
+    """`config` on ActivityNet1.3: train on "training", test on "validation" (its test labels
+    are withheld), tIoU 0.5:0.05:0.95, the long-action rule `localize.ACTIVITYNET_DETECTION`, and
+    T = 200 on real data (`data_dir`) or the embedded ActivityNet default with T = 128."""
+    from tfwsar import localize  # pylint: disable=import-outside-toplevel
+
+    data = dataclasses.replace(config.data, embedded="activitynet", train_subset="training",
+                               test_subset="validation", num_segments=200 if data_dir else 128)
+    return dataclasses.replace(config, data=data, detection=dataclasses.replace(
+        config.detection, protocol="activitynet", **localize.ACTIVITYNET_DETECTION))
+
+
+def write_results(workdir, trainer, metrics, report_data, timelines=None):
+    """The end of every run: metrics.json, TensorBoard `attention/<video>` images from
+    `timelines` ({video: RGB image}), the trainer closed, report.html.
+
+    `report_data`: (test outputs, predictions, ground truth, classes, feature rate).
+    """
+    from tfwsar import reporting, run_report  # pylint: disable=import-outside-toplevel
+
+    reporting.write_json(os.path.join(workdir, "metrics.json"), metrics)
+    for video, image in (timelines or {}).items():
+        trainer.write_image(f"attention/{video}", image, step=int(trainer.step.numpy()))
+    trainer.close()
+    run_report.save_report_data(workdir, *report_data)
+    run_report.write_report(workdir)
 
 
 def detection_settings(detection):
@@ -192,7 +222,7 @@ def run(method, config, workdir):
     # Heavy imports here, not at module import (no import-time work).
     import tensorflow as tf
 
-    from tfwsar import evaluation, export, inference, localize, reporting, run_report, train_lib
+    from tfwsar import evaluation, export, inference, localize, train_lib
     from tfwsar.data import pipeline, records, synthetic
 
     started = time.time()
@@ -287,11 +317,8 @@ def run(method, config, workdir):
     ground_truth, metrics = inference.evaluate_written_run(
         evaluate, workdir=workdir, data_dir=data_dir, subset=config.data.test_subset,
         protocol=config.detection.protocol)
-    reporting.write_json(os.path.join(workdir, "metrics.json"), metrics)
-    trainer.close()
-    run_report.save_report_data(workdir, test_outputs, predictions, ground_truth, classes,
-                                feature_rate)
-    run_report.write_report(workdir)
+    write_results(workdir, trainer, metrics,
+                  (test_outputs, predictions, ground_truth, classes, feature_rate))
     print(f"[{name}] seed {config.train.seed}: done in {time.time() - started:.0f} s → {workdir}",
           file=sys.stderr)
     del tf

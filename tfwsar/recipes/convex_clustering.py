@@ -131,6 +131,7 @@ from absl import app, flags
 
 from tfwsar import clustering, localize  # numpy only; TensorFlow is imported where it is used
 from tfwsar import config as config_lib
+from tfwsar import experiment
 
 PHASE_TRAIN = 1  # (1) train without L_cc (round 0 only)
 PHASE_COLLECT = 2  # (2) collect the exemplar database D
@@ -183,7 +184,7 @@ class ClusteringConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(experiment.LoopConfig):
     steps: int = 800  # phase (1), the baseline's training
     batch_size: int = 16
     learning_rate_rgb: float = 0.01
@@ -191,13 +192,8 @@ class TrainConfig:
     decay_every: int = 800
     decay_factor: float = 0.1
     momentum: float = 0.9
-    seed: int = 0
-    deterministic: bool = True
-    strategy: str = "auto"  # auto | default | mirrored | multi_worker
-    steps_per_execution: int = 10
     log_every: int = 200
     eval_every: int = 200
-    checkpoint_every: int = 200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,10 +236,7 @@ def get_config(preset="default", data_dir=""):
         return dataclasses.replace(config, detection=dataclasses.replace(
             config.detection, **localize.THUMOS14_DETECTION))
     if preset == "activitynet":
-        data = dataclasses.replace(config.data, embedded="activitynet", train_subset="training",
-                                   test_subset="validation", num_segments=200 if data_dir else 128)
-        return dataclasses.replace(config, data=data, detection=dataclasses.replace(
-            config.detection, protocol="activitynet", **localize.ACTIVITYNET_DETECTION))
+        return experiment.activitynet_preset(config, data_dir)
     raise ValueError(f"unknown preset {preset!r}; expected 'default' or 'activitynet'")
 
 
@@ -570,7 +563,7 @@ def run(config, workdir, *, on_progress=None):
     # Heavy imports here, not at module import (no import-time work).
     import tensorflow as tf
 
-    from tfwsar import evaluation, export, inference, losses, reporting, run_report, train_lib
+    from tfwsar import evaluation, export, inference, losses, reporting, train_lib
     from tfwsar.data import pipeline, records, synthetic
     from tfwsar.models import tsrnet
 
@@ -784,17 +777,14 @@ def run(config, workdir, *, on_progress=None):
         "method": "convex_clustering", "seed": config.train.seed,
         "baseline": baseline, "final_without_selection": final_plain, "rounds": rounds,
         "resumed": bool(resumed)})
-    reporting.write_json(os.path.join(workdir, "metrics.json"), metrics)
 
-    # ---- TensorBoard: attention vs ground truth for a few held-out videos; the run report.
-    if selection_videos:
-        for video, image in inference.attention_timelines(
-                models, data_dir, config.data.train_subset, selection_videos[:4],
-                feature_rate).items():
-            trainer.write_image(f"attention/{video}", image, step=int(trainer.step.numpy()))
-    trainer.close()
-    run_report.save_report_data(workdir, test_outputs, predictions, ground_truth, classes, feature_rate)
-    run_report.write_report(workdir)
+    # ---- metrics.json, attention vs ground truth of a few held-out videos, the run report.
+    timelines = (inference.attention_timelines(models, data_dir, config.data.train_subset,
+                                               selection_videos[:4], feature_rate)
+                 if selection_videos else {})
+    experiment.write_results(workdir, trainer, metrics,
+                             (test_outputs, predictions, ground_truth, classes, feature_rate),
+                             timelines)
     print(f"[convex_clustering] seed {config.train.seed}: done in {time.time() - started:.0f} s"
           f" → {workdir}", file=sys.stderr)
     return metrics

@@ -57,7 +57,7 @@ class ModelConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(experiment.LoopConfig):
     steps: int = 600
     batch_size: int = 16  # paper
     learning_rate_rgb: float = 0.01
@@ -65,14 +65,6 @@ class TrainConfig:
     decay_every: int = 400  # paper: ÷10 every 5,000 of its steps
     decay_factor: float = 0.1  # paper
     momentum: float = 0.9  # paper
-    seed: int = 0
-    deterministic: bool = True
-    strategy: str = "auto"  # auto | default | mirrored | multi_worker
-    steps_per_execution: int = 10
-    log_every: int = 100
-    eval_every: int = 100
-    checkpoint_every: int = 200
-    profile_steps: str = ""  # "start,stop" global steps to trace with the TF profiler
 
 
 # The detection settings every method shares (rule "tsrnet": the paper's, on `thresholds`).
@@ -124,11 +116,7 @@ def get_config(preset="default", data_dir=""):
                 decay_factor=paper.learning_rate_decay_factor, momentum=paper.momentum,
                 log_every=500, eval_every=1000, checkpoint_every=1000))
     if preset == "activitynet":
-        base = get_config("paper") if data_dir else config
-        data = dataclasses.replace(base.data, embedded="activitynet", train_subset="training",
-                                   test_subset="validation", num_segments=200 if data_dir else 128)
-        return dataclasses.replace(base, data=data, detection=dataclasses.replace(
-            base.detection, protocol="activitynet", **localize.ACTIVITYNET_DETECTION))
+        return experiment.activitynet_preset(get_config("paper") if data_dir else config, data_dir)
     raise ValueError(f"unknown preset {preset!r}; expected 'default', 'paper' or 'activitynet'")
 
 
@@ -207,7 +195,7 @@ def make_step_fn(config, models, optimizers, num_replicas):
 def run(config, workdir):
     """Trains one variant with one seed into `workdir`; returns its metrics document."""
     # Heavy imports here, not at module import (no import-time work).
-    from tfwsar import evaluation, export, inference, localize, reporting, run_report, train_lib
+    from tfwsar import evaluation, export, inference, localize, train_lib
     from tfwsar.data import pipeline, records, synthetic
     from tfwsar.errors import DataError
     from tfwsar.models import tsrnet
@@ -328,17 +316,14 @@ def run(config, workdir):
     ground_truth, metrics = inference.evaluate_written_run(
         evaluate, workdir=workdir, data_dir=data_dir, subset=config.data.test_subset,
         protocol=config.detection.protocol)
-    reporting.write_json(os.path.join(workdir, "metrics.json"), metrics)
 
-    # ---- TensorBoard: attention vs ground truth for a few held-out videos; the run report.
-    if selection_videos:
-        for video, image in inference.attention_timelines(
-                models, data_dir, config.data.train_subset, selection_videos[:4],
-                feature_rate).items():
-            trainer.write_image(f"attention/{video}", image, step=int(trainer.step.numpy()))
-    trainer.close()
-    run_report.save_report_data(workdir, test_outputs, predictions, ground_truth, classes, feature_rate)
-    run_report.write_report(workdir)
+    # ---- metrics.json, attention vs ground truth of a few held-out videos, the run report.
+    timelines = (inference.attention_timelines(models, data_dir, config.data.train_subset,
+                                               selection_videos[:4], feature_rate)
+                 if selection_videos else {})
+    experiment.write_results(workdir, trainer, metrics,
+                             (test_outputs, predictions, ground_truth, classes, feature_rate),
+                             timelines)
     print(f"[tsrnet] {config.variant} seed {config.train.seed}: done in {time.time() - started:.0f} s"
           f" → {workdir}", file=sys.stderr)
     return metrics
