@@ -234,11 +234,13 @@ def run(method, config, workdir):
     ground_truth_path = os.path.join(data_dir, "ground_truth.json")
     evaluation.load_ground_truth(ground_truth_path, config.data.test_subset)
 
-    os.makedirs(workdir, exist_ok=True)
-    config_lib.write_json(config, os.path.join(workdir, "config.json"))
     if config.train.deterministic:
         train_lib.enable_determinism(config.train.seed)
     strategy = train_lib.make_strategy(config.train.strategy)
+    # Only the chief writes `workdir`; any other worker a temporary copy, removed when it exits.
+    workdir = train_lib.worker_workdir(strategy, workdir)
+    os.makedirs(workdir, exist_ok=True)
+    config_lib.write_json(config, os.path.join(workdir, "config.json"))
     train_videos, selection_videos = inference.split_training_videos(
         data_dir, config.data.train_subset, config.data.validation_fraction, config.train.seed)
 
@@ -374,7 +376,7 @@ def main(method, get_config, name, paper_detection=None):
             seed_dir = root if seed_index == 0 else os.path.join(root, f"seed_{seed_index}")
             try:
                 per_seed.append(run(method, config, seed_dir))
-            except DataError as error:
+            except (DataError, train_lib.ClusterError) as error:  # one line, no traceback
                 print(f"error: {error}", file=sys.stderr)
                 sys.exit(1)
         if FLAGS.seeds > 1:
