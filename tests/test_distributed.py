@@ -9,6 +9,7 @@ run is its own process (`TF_CONFIG`, 127.0.0.1, free ports). Every wait is bound
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import socket
@@ -432,12 +433,14 @@ def test_multi_worker_run_killed_worker_stops_the_other_clearly_and_both_resume_
     assert "error: training stopped at step" in chief_log, workers.tails()
     assert "another worker of this 2-worker run failed or became unreachable" in chief_log
     assert "Traceback" not in chief_log
-    last = max(int(path.name[len("ckpt-"):-len(".index")])
-               for path in (workdir / "checkpoints").glob("ckpt-*.index"))
+    named = re.search(r"checkpoint is (\S+/ckpt-(\d+));", chief_log)
+    assert named, chief_log[-2000:]
+    last = int(named.group(2))
     assert 60 <= last < TSRNET_STEPS
-    assert f"checkpoint is {workdir / 'checkpoints' / f'ckpt-{last}'}" in chief_log
+    assert named.group(1) == str(workdir / "checkpoints" / f"ckpt-{last}")
+    assert pathlib.Path(named.group(1) + ".index").exists()
     killed_leftovers = workers.leftovers(1)
-    assert len(killed_leftovers) == 1  # SIGKILL: the worker could not remove its copy
+    assert len(killed_leftovers) == 1, killed_leftovers  # SIGKILL: it could not remove its copy
 
     # A restart where worker 1 cannot see the chief's workdir: both refuse to train.
     mismatched = _Workers(tmp_path, "mismatched", "tfwsar.recipes.tsrnet",

@@ -541,13 +541,16 @@ class Trainer:
         Between phases, call this after assigning variables and `phase`/`round`. If a checkpoint
         for the same step exists, it is overwritten, so the newest state at that step wins.
         Under multi-worker training only the chief keeps its checkpoint. The other workers write
-        to a temporary directory and delete it, because saving is a collective operation.
+        to a temporary directory and delete it, because saving is a collective operation. It is
+        made inside the worker's workdir (itself temporary, `worker_workdir`), so that a worker
+        killed while saving leaves nothing else behind.
         """
         step = int(self.step.numpy())
         if self._is_chief:
             path = self._manager.save(checkpoint_number=step)
         else:
-            temporary = tempfile.mkdtemp(prefix="tfwsar-worker-checkpoint-")
+            os.makedirs(self.workdir, exist_ok=True)
+            temporary = tempfile.mkdtemp(prefix="worker-checkpoint-", dir=self.workdir)
             try:
                 path = self._checkpoint.write(os.path.join(temporary, "ckpt"))
             finally:
