@@ -16,7 +16,9 @@ segment at each length is also printed, relative to the longest.
 """
 
 import argparse
+import atexit
 import os
+import shutil
 import tempfile
 import time
 
@@ -53,6 +55,7 @@ def main():
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     directory = tempfile.mkdtemp(prefix="bench-inference-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
     started = time.perf_counter()
     path = export_paper_model(directory, args.dim)
     print(f"exported {path} in {time.perf_counter() - started:.0f} s")

@@ -30,8 +30,10 @@ the matmul rate.
 """
 
 import argparse
+import atexit
 import os
 import pathlib
+import shutil
 import sys
 import tempfile
 import time
@@ -111,8 +113,10 @@ class Bench:
         strategy = train_lib.make_strategy("default")
         models, optimizers = bench_training_state._models_and_optimizers(  # pylint: disable=protected-access
             strategy, self.dim, len(self.manifest["classes"]))
+        workdir = tempfile.mkdtemp(prefix="bench-training-")
+        atexit.register(shutil.rmtree, workdir, ignore_errors=True)
         trainer = train_lib.Trainer(
-            tempfile.mkdtemp(prefix="bench-training-"), strategy, batches,
+            workdir, strategy, batches,
             {**models, **{f"{s}_optimizer": o for s, o in optimizers.items()}},
             steps_per_execution=10, jit_compile=jit_compile)
         return trainer, tsrnet.make_step_fn(self.config, models, optimizers, 1)
