@@ -54,3 +54,28 @@ def test_classification_metrics_fuse_streams_with_theta():
     assert inference.classification_metrics(videos, theta=1.0)["fusion"] == 0.5
     with pytest.raises(ValueError, match="no labelled video"):
         inference.classification_metrics([outputs("c", [1, 0], [1, 0], ())], theta=0.5)
+
+
+def test_predictions_keep_the_fc2_embedding_only_when_asked(tmp_path):
+    from toy_datasets import make_dataset
+
+    data_dir = make_dataset(tmp_path / "toy", train_videos=2, test_videos=2, feature_dim=3)
+    keras.utils.set_random_seed(0)
+    models = _models()
+    plain = inference.predict_videos(models, str(data_dir), "test")
+    kept = inference.predict_videos(models, str(data_dir), "test", keep_features=True)
+    assert [o.features for o in plain] == [{}, {}]
+    for without, with_features in zip(plain, kept):
+        length = len(with_features.attention["rgb"])
+        assert with_features.features["rgb"].shape == (length, 4)
+        # the flag changes what is kept, nothing that is computed
+        np.testing.assert_array_equal(without.probabilities["rgb"], with_features.probabilities["rgb"])
+
+
+def test_the_paper_preset_batches_videos_of_similar_lengths_without_padding_to_750():
+    from tfwsar.recipes import tsrnet as recipe
+
+    paper = recipe.get_config("paper")
+    assert (paper.data.num_segments, paper.data.batch_length, paper.data.sort_window) == (
+        750, "longest", 5)
+    assert recipe.get_config("default").data.batch_length == "fixed"

@@ -29,7 +29,8 @@ class VideoOutputs:
       video: id. duration: seconds. labels: class indices of its video-level labels.
       probabilities: {"rgb": [C], "flow": [C]} softmax class scores s.
       attention: {"rgb": [T], "flow": [T]} attention a over the valid segments.
-      features: {"rgb": [T, H], "flow": [T, H]} the FC2 embedding φ(s) (used by convex clustering).
+      features: {"rgb": [T, H], "flow": [T, H]} the FC2 embedding φ(s) (used by convex
+        clustering), or {} when not asked for (`predict_videos(keep_features=False)`).
       segment_probabilities: {"rgb": [T, C], "flow": [T, C]} softmax of the per-segment logits.
       extra: a method module's own arrays (valid segments only), e.g. for its published rule.
     """
@@ -65,8 +66,13 @@ def make_forward(models):
     return forward
 
 
-def predict_videos(models, data_dir, subset, *, videos=None, batch_size=1):
-    """Runs both streams over every video of `subset` (at full length); returns [VideoOutputs]."""
+def predict_videos(models, data_dir, subset, *, videos=None, batch_size=1, keep_features=False):
+    """Runs both streams over every video of `subset` (at full length); returns [VideoOutputs].
+
+    `keep_features`: also keep every segment's FC2 embedding φ (convex clustering reads it). Off
+    by default: on ActivityNet1.3's 4,728 validation videos at 512-d those are ~3.5 GB, the
+    largest part of an evaluation's memory (benchmarks/BENCHMARKS.md).
+    """
     forward = make_forward(models)
     results = []
     for batch in pipeline.evaluation_dataset(data_dir, subset, batch_size=batch_size, videos=videos):
@@ -82,7 +88,8 @@ def predict_videos(models, data_dir, subset, *, videos=None, batch_size=1):
                 labels=tuple(np.flatnonzero(batch["labels"][row].numpy()).tolist()),
                 probabilities={s: per_stream[s]["probabilities"][row] for s in STREAMS},
                 attention={s: per_stream[s]["attention"][row, :length] for s in STREAMS},
-                features={s: per_stream[s]["fc2"][row, :length] for s in STREAMS},
+                features=({s: per_stream[s]["fc2"][row, :length].copy() for s in STREAMS}
+                          if keep_features else {}),
                 segment_probabilities={
                     s: _softmax(per_stream[s]["segment_logits"][row, :length]) for s in STREAMS},
             ))

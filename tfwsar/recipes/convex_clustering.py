@@ -675,7 +675,7 @@ def run(config, workdir, *, on_progress=None):
     def training_outputs():
         """The host pass of phases (2) and (3): inference over the training videos, no dropout."""
         return inference.predict_videos(models, data_dir, config.data.train_subset,
-                                        videos=train_videos)
+                                        videos=train_videos, keep_features=True)
 
     def round_end_step(round_index):
         return config.train.steps + round_index * clustering_config.round_steps
@@ -743,7 +743,8 @@ def run(config, workdir, *, on_progress=None):
     rounds = [_read_json(os.path.join(round_directory(r), "round.json"), {"round": r})
               for r in range(clustering_config.rounds + 1)]
     baseline = rounds[0].pop("test")
-    test_outputs = inference.predict_videos(models, data_dir, config.data.test_subset)
+    test_outputs = inference.predict_videos(models, data_dir, config.data.test_subset,
+                                            keep_features=clustering_config.rounds > 0)
     unions = None
     if clustering_config.rounds > 0:
         cost_fn = tf.function(losses.segment_convex_clustering_cost, reduce_retracing=True)

@@ -85,7 +85,8 @@ def get_config(preset="default", data_dir=""):
     rule found best there (`localize.THUMOS14_DETECTION`; the paper's rule: detection.rule=tsrnet).
 
     "paper": the paper's THUMOS14 settings — batch 16, SGD momentum 0.9, lr 1e-4 (RGB) / 5e-4
-    (flow) ÷10 every 5,000 steps, dropout keep 0.8, T = 750 — with our layer widths.
+    (flow) ÷10 every 5,000 steps, dropout keep 0.8, T = 750 — with our layer widths; a batch is
+    as long as its longest video (≤ 750) and batches are of similar lengths (`sort_window` 5).
     "activitynet": ActivityNet1.3: train on "training", test on "validation" (the test labels are
     withheld), tIoU 0.5:0.05:0.95, and the detection rule for long actions
     (`localize.ACTIVITYNET_DETECTION`).
@@ -103,7 +104,10 @@ def get_config(preset="default", data_dir=""):
         from tfwsar.models.tsrnet import PAPER_HYPERPARAMETERS as paper  # pylint: disable=import-outside-toplevel
         return dataclasses.replace(
             config,
-            data=dataclasses.replace(config.data, num_segments=750, trimmed_num_segments=32),
+            # T = its longest video's, batches of similar lengths: 1.24 computed segments per
+            # valid one on THUMOS14's lengths instead of 2.64 (benchmarks/BENCHMARKS.md).
+            data=dataclasses.replace(config.data, num_segments=750, trimmed_num_segments=32,
+                                     batch_length="longest", sort_window=5),
             model=dataclasses.replace(
                 config.model, fc1_units=paper.fc1_units, fc2_units=paper.fc2_units,
                 attention_units=paper.attention_units, dropout_rate=paper.dropout_rate,
