@@ -108,6 +108,7 @@ def test_options_that_cannot_be_combined_are_refused(varied):
 def test_training_on_sorted_longest_batches_restarted_at_a_checkpoint_ends_with_the_same_weights(
         varied, tmp_path):
     """The Trainer rebuilds the stream at its restored step: batches of changing T included."""
+    from tfwsar.methods import tsrnet as tsrnet_method  # pylint: disable=import-outside-toplevel
     from tfwsar.models import tsrnet  # pylint: disable=import-outside-toplevel
 
     config = config_lib.override(dataclasses.replace(recipe.get_config(), variant="srnet"), [
@@ -133,7 +134,7 @@ def test_training_on_sorted_longest_batches_restarted_at_a_checkpoint_ends_with_
             {**models, **{f"{s}_optimizer": o for s, o in optimizers.items()}},
             steps_per_execution=2)
         trainer.restore_or_initialize()
-        trainer.train(recipe.make_step_fn(config, models, optimizers, 1), steps, log_every=100,
+        trainer.train(tsrnet_method.make_step_fn(config, models, optimizers, 1), steps, log_every=100,
                       summary_every=100, checkpoint_every=4)
         return [w for stream in ("rgb", "flow") for w in models[stream].get_weights()]
 

@@ -110,6 +110,7 @@ _STEP_HARNESS = textwrap.dedent("""
 
 _TSRNET_STEPS_SCRIPT = _STEP_HARNESS + textwrap.dedent("""
     from tfwsar import config as config_lib
+    from tfwsar.methods import tsrnet as tsrnet_method
     from tfwsar.recipes import tsrnet as recipe
 
     untrimmed, trimmed = toy_batch([12, 7, 9, 12], 12), toy_batch([6, 6, 4, 6], 6)
@@ -126,7 +127,7 @@ _TSRNET_STEPS_SCRIPT = _STEP_HARNESS + textwrap.dedent("""
         models, optimizers = build(mirrored, config, pooling)
         initial_weights = weights(models)
         logged = one_trainer_step(mirrored, models, optimizers,
-                                  recipe.make_step_fn(config, models, optimizers, 2), element)
+                                  tsrnet_method.make_step_fn(config, models, optimizers, 2), element)
         two_replicas = weights(models)
 
         # Reference 1, on one device: each half as replica r of 2 sees it (num_replicas=2),
@@ -139,13 +140,14 @@ _TSRNET_STEPS_SCRIPT = _STEP_HARNESS + textwrap.dedent("""
         half_logs = []
         for half in halves(element):
             models, optimizers = build(single, config, pooling)
-            half_logs.append(one_step(recipe.make_step_fn(config, models, optimizers, 2), half))
+            half_logs.append(one_step(
+                tsrnet_method.make_step_fn(config, models, optimizers, 2), half))
             summed = [s + (w - i) for s, w, i in zip(summed, weights(models), initial_weights)]
         documented = [i + s for i, s in zip(initial_weights, summed)]
 
         # Reference 2: one replica on the whole global batch, the plain single-device step.
         models, optimizers = build(single, config, pooling)
-        whole_log = one_step(recipe.make_step_fn(config, models, optimizers, 1), element)
+        whole_log = one_step(tsrnet_method.make_step_fn(config, models, optimizers, 1), element)
         whole = weights(models)
         results.append({
             "variant": variant,
@@ -374,6 +376,9 @@ def test_multi_worker_tsrnet_only_the_chief_writes_and_one_process_resumes_its_c
     tables = [[line for line in workers.log(index).splitlines() if line.startswith("srnet ")]
               for index in range(2)]
     assert len(tables[0]) == 2 and tables[1] == tables[0]
+    # ... and only the chief's summary names a workdir with the run in it.
+    assert f"Everything is in {chief}" in workers.log(0)
+    assert "Only the chief writes the run" in workers.log(1) and str(worker) not in workers.log(1)
 
     single = tmp_path / "single"
     shutil.copytree(chief, single)

@@ -20,6 +20,21 @@ predictions.json and the SavedModel BEFORE evaluation (a failed evaluation loses
 metrics.json, TensorBoard and report.html. The workdir is the same contract as TSRNet's.
 
 Recipes (`tfwsar/recipes/wtalc.py`, ...) are a preset (`get_config`) and `main`.
+
+`run` is six phases that every recipe's run calls in the same order, so that a method that does
+not fit the interface above still shares everything around its own part:
+
+    open_data            the converted dataset (or the embedded default), checked before writing
+    start_run            determinism, strategy, workdir (chief only), config.json, held-out split
+    training_batches     the training stream as a function of the first batch (resumable)
+    make_trainer         `train_lib.Trainer` over the networks, their optimizers and other state
+    train_with_selection training, checkpoints chosen on the held-out training videos
+    finish_run           detections → predictions.json → SavedModel → metrics.json → report.html
+
+TSRNet (`tfwsar/methods/tsrnet.py`: its two stream networks, their SGD, its step) adds a paired
+trimmed stream to the training batches; convex clustering (`tfwsar/recipes/convex_clustering.py`)
+runs its visible alternation — train, collect D, fit Q, train with L_cc — between `make_trainer`
+and its own end, and builds TSRNet's stream networks.
 """
 
 import dataclasses
@@ -27,7 +42,7 @@ import os
 import sys
 import time
 
-from absl import flags
+from absl import app, flags
 
 from tfwsar import config as config_lib
 
@@ -42,6 +57,10 @@ class DataConfig:
     num_segments: int = 200  # T of training batches
     sampling: str = "uniform"
     similar_pairs: int = 0  # batches start with this many same-class pairs (W-TALC)
+    # "fixed": every batch has T = num_segments; "longest": its longest video's T, at most
+    # num_segments. sort_window > 0: batches of similar lengths (tfwsar.data.pipeline).
+    batch_length: str = "fixed"
+    sort_window: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,118 +232,241 @@ def detection_settings(detection):
         max_gap=detection.max_gap)
 
 
+# ---------------------------------------------------------------------------------------------
+# The phases of a run. Every recipe's `run` calls them in this order: open_data → start_run →
+# (its networks) → make_trainer → train_with_selection → (its test outputs) → finish_run.
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """A run's converted dataset (`open_data`), read and checked before anything is written.
+
+    Attributes:
+      directory: the converted dataset. trimmed_directory: the embedded default's trimmed clips
+        ("" for real data: the recipe's own setting says where they are).
+      classes, feature_rate, feature_dims: from its manifest. ground_truth_path: its ground truth.
+    """
+
+    directory: str
+    trimmed_directory: str
+    classes: list
+    feature_rate: float
+    feature_dims: dict
+    ground_truth_path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """A started run (`start_run`): where it writes and which training videos it learns from.
+
+    Attributes:
+      label: the name in its log lines. strategy: the `tf.distribute` strategy.
+      workdir: the directory this process writes (the chief's, else a temporary copy).
+      train_videos, selection_videos: the training subset split for model selection.
+      started: `time.time()` at the start.
+    """
+
+    label: str
+    strategy: object
+    workdir: str
+    train_videos: list
+    selection_videos: list
+    started: float
+
+
+def open_data(data_config):
+    """The converted dataset of `data_config` (a `DataConfig`), or the embedded default it names.
+
+    Reads the manifest and the test subset's ground truth, so bad input is one error before the
+    workdir exists.
+    """
+    from tfwsar import evaluation  # pylint: disable=import-outside-toplevel
+    from tfwsar.data import records, synthetic  # pylint: disable=import-outside-toplevel
+
+    directory, trimmed_directory = data_config.data_dir, ""
+    if not directory:
+        directory, trimmed_directory = (
+            str(path) for path in synthetic.ensure_embedded_dataset(data_config.embedded))
+    manifest = records.read_manifest(directory)
+    ground_truth_path = os.path.join(directory, "ground_truth.json")
+    evaluation.load_ground_truth(ground_truth_path, data_config.test_subset)
+    return Data(directory=directory, trimmed_directory=trimmed_directory,
+                classes=manifest["classes"], feature_rate=manifest["feature_rate"],
+                feature_dims=manifest["feature_dims"], ground_truth_path=ground_truth_path)
+
+
+def start_run(config, workdir, data, label):
+    """The start of every run: seeded determinism, the distribution strategy, the workdir (only
+    the chief writes `workdir`; any other worker a temporary copy, removed when it exits),
+    config.json, and the held-out training videos that choose the checkpoint. Returns a
+    `RunContext`."""
+    from tfwsar import inference, train_lib  # pylint: disable=import-outside-toplevel
+
+    started = time.time()
+    if config.train.deterministic:
+        train_lib.enable_determinism(config.train.seed)
+    strategy = train_lib.make_strategy(config.train.strategy)
+    workdir = train_lib.worker_workdir(strategy, workdir)
+    os.makedirs(workdir, exist_ok=True)
+    config_lib.write_json(config, os.path.join(workdir, "config.json"))
+    train_videos, selection_videos = inference.split_training_videos(
+        data.directory, config.data.train_subset, config.data.validation_fraction,
+        config.train.seed)
+    print(f"[{label}] {len(train_videos)} training videos, {len(selection_videos)} held out for "
+          f"selection, {len(data.classes)} classes, {strategy.num_replicas_in_sync} replicas, "
+          f"data {data.directory}", file=sys.stderr)
+    return RunContext(label=label, strategy=strategy, workdir=workdir, train_videos=train_videos,
+               selection_videos=selection_videos, started=started)
+
+
+def training_batches(config, data, context):
+    """`batches(first_batch)`: the run's training stream from batch `first_batch` on (the Trainer
+    passes its step): `config.data`'s subset, T, sampling, pairs and batch lengths, the run's
+    training videos, `config.train`'s batch size and seed (`pipeline.training_dataset`)."""
+    from tfwsar.data import pipeline  # pylint: disable=import-outside-toplevel
+
+    def batches(first_batch):
+        return pipeline.training_dataset(
+            data.directory, [config.data.train_subset], num_segments=config.data.num_segments,
+            batch_size=config.train.batch_size, seed=config.train.seed,
+            videos=context.train_videos,
+            sampling=config.data.sampling, similar_pairs=config.data.similar_pairs,
+            first_batch=first_batch, batch_length=config.data.batch_length,
+            sort_window=config.data.sort_window)
+
+    return batches
+
+
+def make_trainer(config, context, batches, networks, optimizers, state=None):
+    """The `train_lib.Trainer` of `networks` (optimizer `optimizers[name]` per network) and any
+    other checkpointed `state` ({name: variable}), restored from the workdir's last checkpoint.
+
+    Returns:
+      (trainer, resumed): `resumed` is true when a checkpoint was restored.
+    """
+    from tfwsar import train_lib  # pylint: disable=import-outside-toplevel
+
+    train_lib.build_optimizers(
+        context.strategy,
+        [(optimizers[name], networks[name].trainable_variables) for name in networks])
+    trainer = train_lib.Trainer(
+        context.workdir, context.strategy, batches,
+        {**networks, **{f"{name}_optimizer": optimizer for name, optimizer in optimizers.items()},
+         **(state or {})},
+        steps_per_execution=config.train.steps_per_execution)
+    resumed = trainer.restore_or_initialize()
+    trainer.write_text("config", config_lib.to_json(config))
+    return trainer, resumed
+
+
+def train_with_selection(config, data, context, trainer, step_fn, networks, *, predict=None,
+                         end_step=None, selection_dir=None, on_log=None):
+    """Trains to `end_step` (default `config.train.steps`), offering the weights every
+    `eval_every` steps to a model selection on the held-out training videos (video-level labels
+    only; `inference.BestWeights` in `selection_dir`, default the workdir), then restores the best.
+
+    `predict(subset, videos=...) -> [VideoOutputs]` runs the method (default: two stream networks,
+    `inference.predict_videos`).
+
+    Returns:
+      the selection record ({"step", "score", "metric"}), or None without held-out videos.
+    """
+    from tfwsar import inference  # pylint: disable=import-outside-toplevel
+
+    selection = inference.BestWeights(selection_dir or context.workdir, networks,
+                                      metric="fused classification mAP")
+    select = inference.selection_evaluator(networks, selection, data.directory,
+                                           config.data.train_subset, context.selection_videos,
+                                           config.detection.theta, predict=predict)
+    profile = (tuple(int(v) for v in config.train.profile_steps.split(","))
+               if config.train.profile_steps else None)
+    trainer.train(step_fn, end_step or config.train.steps, log_every=config.train.log_every,
+                  checkpoint_every=config.train.checkpoint_every,
+                  summary_every=min(100, config.train.log_every), on_log=on_log,
+                  profile_steps=profile, eval_fn=select if context.selection_videos else None,
+                  eval_every=config.train.eval_every if context.selection_videos else None)
+    return selection.restore()
+
+
+def finish_run(config, data, context, trainer, test_outputs, *, export, extra, timelines=None):
+    """The end of a run: the test videos' detections by `config.detection.rule`, predictions.json
+    and the SavedModel (`export(path, settings)`) BEFORE evaluation (a failed evaluation loses no
+    model: `inference.evaluate_written_run`), the metrics with `extra` and every rule of
+    `config.detection.other_rules`, metrics.json, the `timelines` images, report.html.
+
+    Returns:
+      the metrics.json document.
+    """
+    from tfwsar import evaluation, inference, localize  # pylint: disable=import-outside-toplevel
+
+    settings = detection_settings(config.detection)
+    predictions = localize.predictions_to_activitynet(
+        inference.detect_videos(test_outputs, settings, data.feature_rate), data.classes)
+    localize.write_predictions(os.path.join(context.workdir, "predictions.json"), predictions)
+    export(os.path.join(context.workdir, "saved_model"), settings)
+
+    excluded = (evaluation.THUMOS14_BAD_TEST_VIDEOS
+                if config.detection.drop_bad_test_videos else ())
+
+    def evaluate():
+        ground_truth = evaluation.load_ground_truth(data.ground_truth_path, config.data.test_subset)
+        by_rule = inference.detection_by_rule(
+            test_outputs, ground_truth, settings, config.detection.other_rules,
+            feature_rate=data.feature_rate, classes=data.classes,
+            protocol=config.detection.protocol, exclude_videos=excluded)
+        return ground_truth, inference.score_test_split(
+            test_outputs, predictions, ground_truth, theta=config.detection.theta,
+            protocol=config.detection.protocol, exclude_videos=excluded,
+            extra={**extra, "detection_by_rule": by_rule})
+
+    ground_truth, metrics = inference.evaluate_written_run(
+        evaluate, workdir=context.workdir, data_dir=data.directory, subset=config.data.test_subset,
+        protocol=config.detection.protocol)
+    write_results(context.workdir, trainer, metrics,
+                  (test_outputs, predictions, ground_truth, data.classes, data.feature_rate),
+                  timelines)
+    elapsed = time.time() - context.started
+    print(f"[{context.label}] seed {config.train.seed}: done in {elapsed:.0f} s → {context.workdir}",
+          file=sys.stderr)
+    return metrics
+
+
 def run(method, config, workdir):
     """Trains `method` (a module, see the module docstring) with `config` into `workdir`.
 
     Returns:
       the metrics.json document.
     """
-    # Heavy imports here, not at module import (no import-time work).
-    import tensorflow as tf
+    from tfwsar import export, inference  # pylint: disable=import-outside-toplevel
 
-    from tfwsar import evaluation, export, inference, localize, train_lib
-    from tfwsar.data import pipeline, records, synthetic
-
-    started = time.time()
-    name = config.method
-    # ---- Data: checked before anything is written (bad input leaves no workdir behind).
-    data_dir = config.data.data_dir or str(synthetic.ensure_embedded_dataset(config.data.embedded)[0])
-    manifest = records.read_manifest(data_dir)
-    classes, feature_rate = manifest["classes"], manifest["feature_rate"]
-    ground_truth_path = os.path.join(data_dir, "ground_truth.json")
-    evaluation.load_ground_truth(ground_truth_path, config.data.test_subset)
-
-    if config.train.deterministic:
-        train_lib.enable_determinism(config.train.seed)
-    strategy = train_lib.make_strategy(config.train.strategy)
-    # Only the chief writes `workdir`; any other worker a temporary copy, removed when it exits.
-    workdir = train_lib.worker_workdir(strategy, workdir)
-    os.makedirs(workdir, exist_ok=True)
-    config_lib.write_json(config, os.path.join(workdir, "config.json"))
-    train_videos, selection_videos = inference.split_training_videos(
-        data_dir, config.data.train_subset, config.data.validation_fraction, config.train.seed)
-
-    def training_batches(first_batch):
-        """The training stream from batch `first_batch` on (the Trainer passes its step)."""
-        return pipeline.training_dataset(
-            data_dir, [config.data.train_subset], num_segments=config.data.num_segments,
-            batch_size=config.train.batch_size, seed=config.train.seed, videos=train_videos,
-            sampling=config.data.sampling, similar_pairs=config.data.similar_pairs,
-            first_batch=first_batch)
-
-    print(f"[{name}] {len(train_videos)} training videos, {len(selection_videos)} held out for "
-          f"selection, {len(classes)} classes, {strategy.num_replicas_in_sync} replicas, "
-          f"data {data_dir}", file=sys.stderr)
+    data = open_data(config.data)
+    context = start_run(config, workdir, data, label=config.method)
 
     # ---- Model: the method's networks and optimizers.
-    with strategy.scope():
-        networks = method.build_networks(manifest["feature_dims"], len(classes), config.model)
+    with context.strategy.scope():
+        networks = method.build_networks(data.feature_dims, len(data.classes), config.model)
         optimizers = method.build_optimizers(config.model, config.train.learning_rate,
                                              config.train.weight_decay)
-    train_lib.build_optimizers(
-        strategy, [(optimizers[key], networks[key].trainable_variables) for key in networks])
-    trainer = train_lib.Trainer(
-        workdir, strategy, training_batches,
-        {**networks, **{f"{key}_optimizer": optimizer for key, optimizer in optimizers.items()}},
-        steps_per_execution=config.train.steps_per_execution)
-    resumed = trainer.restore_or_initialize()
-    trainer.write_text("config", config_lib.to_json(config))
+    trainer, resumed = make_trainer(config, context, training_batches(config, data, context),
+                                    networks, optimizers)
     step_fn = method.make_step_fn(networks, optimizers, config.model,
                                   global_batch_size=config.train.batch_size,
-                                  num_replicas=strategy.num_replicas_in_sync)
+                                  num_replicas=context.strategy.num_replicas_in_sync)
 
-    # ---- Training, with model selection on the held-out training videos (labels only).
+    # ---- Training with model selection on the held-out training videos, then the test split.
     def predict(subset, videos=None):
-        return inference.predict_method_videos(method, networks, data_dir, subset, videos=videos)
+        return inference.predict_method_videos(method, networks, data.directory, subset,
+                                               videos=videos)
 
-    selection = inference.BestWeights(workdir, networks, metric="fused classification mAP")
-    select = inference.selection_evaluator(networks, selection, data_dir, config.data.train_subset,
-                                           selection_videos, config.detection.theta,
-                                           predict=predict)
-    profile = (tuple(int(v) for v in config.train.profile_steps.split(","))
-               if config.train.profile_steps else None)
-    trainer.train(step_fn, config.train.steps, log_every=config.train.log_every,
-                  checkpoint_every=config.train.checkpoint_every,
-                  summary_every=min(100, config.train.log_every), profile_steps=profile,
-                  eval_fn=select if selection_videos else None,
-                  eval_every=config.train.eval_every if selection_videos else None)
-    chosen = selection.restore()
-
-    # ---- Test split: detections, then predictions.json and the SavedModel, then evaluation.
-    settings = detection_settings(config.detection)
-    test_outputs = predict(config.data.test_subset)
-    predictions = localize.predictions_to_activitynet(
-        inference.detect_videos(test_outputs, settings, feature_rate), classes)
-    localize.write_predictions(os.path.join(workdir, "predictions.json"), predictions)
-    export.export_method(method, networks, os.path.join(workdir, "saved_model"),
-                         feature_dims=manifest["feature_dims"], classes=classes,
-                         feature_rate=feature_rate)
-
-    excluded = (evaluation.THUMOS14_BAD_TEST_VIDEOS
-                if config.detection.drop_bad_test_videos else ())
-
-    def evaluate():
-        ground_truth = evaluation.load_ground_truth(ground_truth_path, config.data.test_subset)
-        by_rule = inference.detection_by_rule(
-            test_outputs, ground_truth, settings, config.detection.other_rules,
-            feature_rate=feature_rate, classes=classes, protocol=config.detection.protocol,
-            exclude_videos=excluded)
-        return ground_truth, inference.score_test_split(
-            test_outputs, predictions, ground_truth, theta=config.detection.theta,
-            protocol=config.detection.protocol, exclude_videos=excluded,
-            extra={"method": name, "seed": config.train.seed, "selection": chosen,
-                   "resumed": bool(resumed), "detection_rule": config.detection.rule,
-                   "detection_by_rule": by_rule})
-
-    ground_truth, metrics = inference.evaluate_written_run(
-        evaluate, workdir=workdir, data_dir=data_dir, subset=config.data.test_subset,
-        protocol=config.detection.protocol)
-    write_results(workdir, trainer, metrics,
-                  (test_outputs, predictions, ground_truth, classes, feature_rate))
-    print(f"[{name}] seed {config.train.seed}: done in {time.time() - started:.0f} s → {workdir}",
-          file=sys.stderr)
-    del tf
-    return metrics
+    chosen = train_with_selection(config, data, context, trainer, step_fn, networks,
+                                  predict=predict)
+    return finish_run(
+        config, data, context, trainer, predict(config.data.test_subset),
+        export=lambda path, settings: export.export_method(
+            method, networks, path, feature_dims=data.feature_dims, classes=data.classes,
+            feature_rate=data.feature_rate),
+        extra={"method": config.method, "seed": config.train.seed, "selection": chosen,
+               "resumed": bool(resumed), "detection_rule": config.detection.rule})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,20 +475,89 @@ def run(method, config, workdir):
 
 FLAGS = flags.FLAGS
 
+# Flags every recipe has that set one configuration key: (flag, key).
+FLAG_KEYS = (("data", "data.data_dir"), ("steps", "train.steps"), ("rule", "detection.rule"),
+             ("profile_steps", "train.profile_steps"), ("strategy", "train.strategy"),
+             ("validation_fraction", "data.validation_fraction"))
 
-def define_flags(name):
-    """The flags of `python -m tfwsar.recipes.<name>` (defined only when run as a program)."""
+
+def define_flags(name, presets="default | paper | activitynet", steps_help="training steps"):
+    """The flags every `python -m tfwsar.recipes.<name>` has (defined only when run as a program:
+    absl refuses a name defined twice in one process, e.g. the test suite). A recipe defines its
+    own on top (TSRNet's --variant, convex clustering's --rounds)."""
     flags.DEFINE_string("data", None, "converted dataset directory (default: embedded)")
     flags.DEFINE_string("workdir", None, f"run directory (default: ./workdir/{name})")
-    flags.DEFINE_integer("steps", None, "training steps")
+    flags.DEFINE_integer("steps", None, steps_help)
     flags.DEFINE_integer("seeds", 1, "repeat the run with this many seeds (mean ± std)")
-    flags.DEFINE_string("preset", "default", "default | paper | activitynet")
+    flags.DEFINE_string("preset", "default", presets)
     flags.DEFINE_string("rule", None, "detection rule (tfwsar.localize.RULES)")
     flags.DEFINE_string("profile_steps", None, "start,stop steps to trace with the TF profiler")
     flags.DEFINE_string("strategy", None, "auto | default | mirrored | multi_worker")
     flags.DEFINE_integer("logical_cpus", 0, "split the CPU into N logical devices (try multi-replica)")
     flags.DEFINE_float("validation_fraction", None, "training videos held out for model selection")
     flags.DEFINE_multi_string("set", [], "override any setting: --set train.batch_size=8")
+
+
+def config_from_flags(get_config, flag_keys=()):
+    """`get_config(--preset, data_dir=--data)` with every given flag of `FLAG_KEYS + flag_keys`
+    and every `--set key=value` applied (`config.override`). Also splits the CPU into
+    --logical_cpus devices, which must happen before TensorFlow uses it."""
+    if FLAGS.logical_cpus:
+        from tfwsar import train_lib  # pylint: disable=import-outside-toplevel
+
+        train_lib.use_logical_cpus(FLAGS.logical_cpus)
+    assignments = [f"{key}={getattr(FLAGS, flag)}" for flag, key in FLAG_KEYS + tuple(flag_keys)
+                   if getattr(FLAGS, flag) is not None]
+    try:
+        return config_lib.override(get_config(FLAGS.preset, data_dir=FLAGS.data or ""),
+                                   assignments + FLAGS.set)
+    except ValueError as error:  # an unknown preset or key, a value that does not parse
+        raise app.UsageError(str(error)) from None
+
+
+def run_seeds(run_fn, base, root):
+    """`run_fn(config, workdir)` for seeds base.train.seed, +1, … (`--seeds`): seed k > 0 into
+    `root/seed_k`; with several, metrics_seeds.json (mean ± std) in `root`. A data or cluster error
+    is one line and exit status 1.
+
+    Returns:
+      the metrics documents, one per seed.
+    """
+    from tfwsar import reporting, train_lib  # pylint: disable=import-outside-toplevel
+    from tfwsar.errors import DataError  # pylint: disable=import-outside-toplevel
+
+    per_seed = []
+    for seed_index in range(FLAGS.seeds):
+        config = dataclasses.replace(base, train=dataclasses.replace(
+            base.train, seed=base.train.seed + seed_index))
+        seed_dir = root if seed_index == 0 else os.path.join(root, f"seed_{seed_index}")
+        try:
+            per_seed.append(run_fn(config, seed_dir))
+        except (DataError, train_lib.ClusterError) as error:  # one line, no traceback
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(1)
+    if FLAGS.seeds > 1 and is_chief(base):
+        reporting.write_json(os.path.join(root, "metrics_seeds.json"),
+                             reporting.seeds_summary(per_seed))
+    return per_seed
+
+
+def is_chief(config):
+    """False in a non-chief worker of a multi-worker run (it writes no run files, prints no
+    summary: the chief's workdir holds the run)."""
+    from tfwsar import train_lib  # pylint: disable=import-outside-toplevel
+
+    return train_lib.is_chief(train_lib.make_strategy(config.train.strategy))
+
+
+def print_summary(base, root, rows, contents, **paper_rows):
+    """The end of a recipe's command: the paper-shaped tables of `rows` ([(name, metrics)]) and
+    where everything is (`reporting.run_summary`; a non-chief worker says the chief has it)."""
+    from tfwsar import reporting  # pylint: disable=import-outside-toplevel
+
+    print()
+    print(reporting.run_summary(rows, data_dir=base.data.data_dir, root=root, contents=contents,
+                                chief=is_chief(base), **paper_rows))
 
 
 def main(method, get_config, name, paper_detection=None):
@@ -357,39 +568,16 @@ def main(method, get_config, name, paper_detection=None):
 
     def recipe_main(argv):
         del argv
-        from tfwsar import reporting, train_lib  # pylint: disable=import-outside-toplevel
-        from tfwsar.errors import DataError  # pylint: disable=import-outside-toplevel
-
-        if FLAGS.logical_cpus:
-            train_lib.use_logical_cpus(FLAGS.logical_cpus)
-        base = get_config(FLAGS.preset, data_dir=FLAGS.data or "")
-        assignments = [f"{key}={getattr(FLAGS, flag)}" for flag, key in (
-            ("data", "data.data_dir"), ("steps", "train.steps"), ("rule", "detection.rule"),
-            ("profile_steps", "train.profile_steps"), ("strategy", "train.strategy"),
-            ("validation_fraction", "data.validation_fraction")) if getattr(FLAGS, flag) is not None]
-        base = config_lib.override(base, assignments + FLAGS.set)
+        base = config_from_flags(get_config)
         root = FLAGS.workdir or os.path.join("workdir", name)
-        per_seed = []
-        for seed_index in range(FLAGS.seeds):
-            config = dataclasses.replace(base, train=dataclasses.replace(
-                base.train, seed=base.train.seed + seed_index))
-            seed_dir = root if seed_index == 0 else os.path.join(root, f"seed_{seed_index}")
-            try:
-                per_seed.append(run(method, config, seed_dir))
-            except (DataError, train_lib.ClusterError) as error:  # one line, no traceback
-                print(f"error: {error}", file=sys.stderr)
-                sys.exit(1)
-        if FLAGS.seeds > 1:
-            reporting.write_json(os.path.join(root, "metrics_seeds.json"),
-                                 reporting.seeds_summary(per_seed))
+        per_seed = run_seeds(lambda config, workdir: run(method, config, workdir), base, root)
         thumos = base.detection.protocol == "thumos14"
-        print()
-        print(reporting.run_summary(
-            [(name if FLAGS.seeds == 1 else f"{name} (seed {base.train.seed})", per_seed[0])],
-            data_dir=base.data.data_dir, root=root,
-            contents="metrics.json, predictions.json, saved_model/, checkpoints/, selection/, "
-                     "train/ + eval/ (TensorBoard), config.json, report.html",
+        print_summary(
+            base, root, [(name if FLAGS.seeds == 1 else f"{name} (seed {base.train.seed})",
+                          per_seed[0])],
+            "metrics.json, predictions.json, saved_model/, checkpoints/, selection/, "
+            "train/ + eval/ (TensorBoard), config.json, report.html",
             paper_classification=None, paper_detection=paper_detection if thumos else None,
-            paper_name=f"paper {name} (THUMOS14, real)"))
+            paper_name=f"paper {name} (THUMOS14, real)")
 
     return recipe_main

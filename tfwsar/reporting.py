@@ -119,7 +119,7 @@ def attention_timeline(attention_rgb, attention_flow, instances, feature_rate, w
 
 
 def run_summary(rows, *, data_dir, root, contents, paper_classification=None,
-                paper_detection=None, paper_name=None):
+                paper_detection=None, paper_name=None, chief=True):
     """What a recipe prints at its end: the two paper-shaped tables and where everything went.
 
     Args:
@@ -128,6 +128,8 @@ def run_summary(rows, *, data_dir, root, contents, paper_classification=None,
       root: the run directory. contents: what it holds, for the last line.
       paper_classification, paper_detection: the paper rows to print beside ours (or None).
       paper_name: the label of the detection paper row (default: TSRNet's).
+      chief: False in a non-chief worker of a multi-worker run: its tables (what it computed), and
+        that the run's files are the chief's instead of where they are.
     """
     if data_dir:
         provenance = f"Data: {data_dir}"
@@ -135,8 +137,11 @@ def run_summary(rows, *, data_dir, root, contents, paper_classification=None,
         provenance = ("Embedded default = real annotation timelines (THUMOS14, or ActivityNet1.3 "
                       "with --preset activitynet) with generated features: compare rows with each "
                       "other, not with a paper's numbers.")
+    if not chief:
+        provenance = ("This worker's tables. Only the chief writes the run: its files are in "
+                      "the chief's --workdir.")
     # The last lines: where to look (report.html of the run, or of each variant / seed).
-    reports = sorted(glob.glob(os.path.join(root, "report.html"))
+    reports = [] if not chief else sorted(glob.glob(os.path.join(root, "report.html"))
                      + glob.glob(os.path.join(root, "*", "report.html")))
     return "\n\n".join([
         classification_table([(name, m["classification"]) for name, m in rows],
@@ -144,5 +149,5 @@ def run_summary(rows, *, data_dir, root, contents, paper_classification=None,
         detection_table([(name, m["detection"]) for name, m in rows], paper=paper_detection,
                         paper_name=paper_name),
         *[f"{name}: {note}" for name, metrics in rows for note in metrics.get("notes", [])],
-        provenance + f"\nEverything is in {os.path.abspath(root)}: {contents}"
+        provenance + (f"\nEverything is in {os.path.abspath(root)}: {contents}" if chief else "")
         + "".join(f"\nReport: {os.path.abspath(path)}" for path in reports)])

@@ -127,10 +127,9 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from tfwsar import clustering, localize  # numpy only; TensorFlow is imported where it is used
-from tfwsar import config as config_lib
 from tfwsar import experiment
 
 PHASE_TRAIN = 1  # (1) train without L_cc (round 0 only)
@@ -141,19 +140,8 @@ PHASE_NAMES = {PHASE_TRAIN: "train", PHASE_COLLECT: "collect D", PHASE_FIT: "fit
                PHASE_TRAIN_CC: "train with L_cc"}
 
 
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    data_dir: str = ""  # converted untrimmed dataset; "" = the embedded default
-    embedded: str = "thumos14"  # the embedded default used without data_dir: thumos14 | activitynet
-    train_subset: str = "validation"  # THUMOS14 trains on its validation videos
-    test_subset: str = "test"
-    validation_fraction: float = 0.2  # of the training videos, for model selection only
-    num_segments: int = 200  # T of training batches
-    sampling: str = "uniform"
-    # "fixed": every batch has T = num_segments; "longest": its longest video's T, at most
-    # num_segments. sort_window > 0: batches of similar lengths (tfwsar.data.pipeline).
-    batch_length: str = "fixed"
-    sort_window: int = 0
+# The data settings every recipe shares: the dataset, subsets, held-out part, T, batch lengths.
+DataConfig = experiment.DataConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,30 +232,12 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    """Defines the command-line flags, only when run as a program: both recipes have flags of the
-    same names, and absl refuses a name defined twice in one process (e.g. the test suite)."""
-    flags.DEFINE_string("data", None, "converted untrimmed dataset directory (default: embedded)")
-    flags.DEFINE_string("workdir", None, "run directory (default: ./workdir/convex_clustering)")
-    flags.DEFINE_integer("steps", None, "training steps of phase (1), the baseline")
+    """The command-line flags (`experiment.define_flags` and the alternation's), only when run as
+    a program."""
+    experiment.define_flags("convex_clustering", presets="default | activitynet",
+                            steps_help="training steps of phase (1), the baseline")
     flags.DEFINE_integer("rounds", None, "rounds of (2) collect D, (3) fit Q, (4) train with L_cc")
     flags.DEFINE_integer("round_steps", None, "training steps of each phase (4)")
-    flags.DEFINE_integer("seeds", 1, "repeat the run with this many seeds (mean ± std)")
-    flags.DEFINE_string("preset", "default", "default | activitynet")
-    flags.DEFINE_string("strategy", None, "auto | default | mirrored | multi_worker")
-    flags.DEFINE_integer("logical_cpus", 0,
-                         "split the CPU into N logical devices (try multi-replica)")
-    flags.DEFINE_multi_string("set", [], "override any setting: --set clustering.alpha=1.0")
-
-
-def config_from_flags():
-    config = get_config(FLAGS.preset, data_dir=FLAGS.data or "")
-    assignments = []
-    for flag, key in (("data", "data.data_dir"), ("steps", "train.steps"),
-                      ("rounds", "clustering.rounds"), ("round_steps", "clustering.round_steps"),
-                      ("strategy", "train.strategy")):
-        if getattr(FLAGS, flag) is not None:
-            assignments.append(f"{key}={getattr(FLAGS, flag)}")
-    return config_lib.override(config, assignments + FLAGS.set)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -439,7 +409,7 @@ def detect_outputs(outputs, unions, *, config, feature_rate, classes):
     scored = outputs if unions is None else [rescore(o, u) for o, u in zip(outputs, unions)]
     detections = inference.detect_videos_from_weights(
         scored, [segment_scores(o, theta, config.detection.segment_scores) for o in scored],
-        list(inference.fused_probabilities(scored, theta)), detection_settings(config),
+        list(inference.fused_probabilities(scored, theta)), experiment.detection_settings(config.detection),
         feature_rate)
     test_time = {"selection": "every segment" if unions is None else "convex clustering"}
     if unions is not None:
@@ -465,17 +435,6 @@ def evaluate_outputs(outputs, unions, *, config, feature_rate, classes, ground_t
                                                     feature_rate=feature_rate, classes=classes)
     return score_predictions(scored, predictions, test_time, config=config,
                              ground_truth=ground_truth), predictions
-
-
-def detection_settings(config):
-    from tfwsar import inference  # pylint: disable=import-outside-toplevel
-
-    return inference.DetectionSettings(
-        theta=config.detection.theta, thresholds=tuple(config.detection.thresholds),
-        class_threshold=config.detection.class_threshold, top_k=config.detection.top_k,
-        nms_tiou=config.detection.nms_tiou, rule=config.detection.rule,
-        relative_thresholds=tuple(config.detection.relative_thresholds),
-        smoothing=config.detection.smoothing, max_gap=config.detection.max_gap)
 
 
 def make_step_fns(config, models, optimizers, exemplars, log_q, exemplar_valid, num_replicas):
@@ -563,56 +522,28 @@ def run(config, workdir, *, on_progress=None):
     # Heavy imports here, not at module import (no import-time work).
     import tensorflow as tf
 
-    from tfwsar import evaluation, export, inference, losses, reporting, train_lib
-    from tfwsar.data import pipeline, records, synthetic
-    from tfwsar.models import tsrnet
+    from tfwsar import evaluation, export, inference, losses, reporting
+    from tfwsar.methods import tsrnet
 
-    started = time.time()
     # ---- Data: the converted dataset (or the embedded default), a held-out part for selection.
-    data_dir = config.data.data_dir
-    if not data_dir:
-        data_dir, _ = synthetic.ensure_embedded_dataset(config.data.embedded)
-    manifest = records.read_manifest(data_dir)  # before the workdir: bad data leaves nothing
-    classes, feature_rate = manifest["classes"], manifest["feature_rate"]
-    if config.train.deterministic:
-        train_lib.enable_determinism(config.train.seed)
-    strategy = train_lib.make_strategy(config.train.strategy)
-    # Only the chief writes `workdir`; any other worker a temporary copy, removed when it exits.
-    workdir = train_lib.worker_workdir(strategy, workdir)
-    os.makedirs(workdir, exist_ok=True)
-    config_lib.write_json(config, os.path.join(workdir, "config.json"))
+    data = experiment.open_data(config.data)  # before the workdir: bad data leaves nothing
+    classes, feature_rate = data.classes, data.feature_rate
+    context = experiment.start_run(config, workdir, data, label="convex_clustering")
+    strategy, workdir = context.strategy, context.workdir
+    data_dir = data.directory
+    train_videos, selection_videos = context.train_videos, context.selection_videos
     clustering_config = config.clustering
     num_classes = len(classes)
-    train_videos, selection_videos = inference.split_training_videos(
-        data_dir, config.data.train_subset, config.data.validation_fraction, config.train.seed)
-
-    def training_batches(first_batch):
-        """The training stream from batch `first_batch` on (the Trainer passes its step)."""
-        return pipeline.training_dataset(
-            data_dir, [config.data.train_subset], num_segments=config.data.num_segments,
-            batch_size=config.train.batch_size, seed=config.train.seed, videos=train_videos,
-            sampling=config.data.sampling, first_batch=first_batch,
-            batch_length=config.data.batch_length, sort_window=config.data.sort_window)
-
-    ground_truth = evaluation.load_ground_truth(
-        os.path.join(data_dir, "ground_truth.json"), config.data.test_subset)
-    print(f"[convex_clustering] {len(train_videos)} training videos, {len(selection_videos)} held "
-          f"out for selection, {num_classes} classes, data {data_dir}", file=sys.stderr)
+    ground_truth = evaluation.load_ground_truth(data.ground_truth_path, config.data.test_subset)
 
     # ---- Model: one attention network and one optimizer per stream; D and Q as variables.
     streams = inference.STREAMS
-    learning_rates = {"rgb": config.train.learning_rate_rgb, "flow": config.train.learning_rate_flow}
     embedding_dim = config.model.fc2_units
     num_exemplars = clustering_config.num_exemplars
     with strategy.scope():
-        models = {stream: tsrnet.build_stream_network(
-            manifest["feature_dims"][stream], num_classes, fc1_units=config.model.fc1_units,
-            fc2_units=embedding_dim, attention_units=config.model.attention_units,
-            dropout_rate=config.model.dropout_rate, pooling="attention", name=stream)
-            for stream in streams}
-        optimizers = {stream: train_lib.sgd_with_step_decay(
-            learning_rates[stream], config.train.decay_every, config.train.decay_factor,
-            config.train.momentum, name=f"{stream}_optimizer") for stream in streams}
+        models = tsrnet.build_networks(data.feature_dims, num_classes, config.model,
+                                       pooling="attention")
+        optimizers = tsrnet.build_optimizers(config.train)
         exemplars = {stream: tf.Variable(
             tf.zeros([num_classes, num_exemplars, embedding_dim]), trainable=False,
             name=f"exemplars_{stream}") for stream in streams}
@@ -621,16 +552,11 @@ def run(config, workdir, *, on_progress=None):
             name=f"log_q_{stream}") for stream in streams}
         exemplar_valid = tf.Variable(tf.zeros([num_classes, num_exemplars], tf.bool),
                                      trainable=False, name="exemplar_valid")
-    train_lib.build_optimizers(
-        strategy, [(optimizers[s], models[s].trainable_variables) for s in streams])
     state = {**{f"exemplars_{s}": exemplars[s] for s in streams},
              **{f"log_q_{s}": log_q[s] for s in streams}, "exemplar_valid": exemplar_valid}
-    trainer = train_lib.Trainer(
-        workdir, strategy, training_batches,
-        {**models, **{f"{s}_optimizer": o for s, o in optimizers.items()}, **state},
-        steps_per_execution=config.train.steps_per_execution)
-    resumed = trainer.restore_or_initialize()
-    trainer.write_text("config", config_lib.to_json(config))
+    trainer, resumed = experiment.make_trainer(
+        config, context, experiment.training_batches(config, data, context), models, optimizers,
+        state=state)
 
     plain_step, clustering_step = make_step_fns(config, models, optimizers, exemplars, log_q,
                                                 exemplar_valid, strategy.num_replicas_in_sync)
@@ -653,24 +579,15 @@ def run(config, workdir, *, on_progress=None):
         return record
 
     def train_phase(train_step, end_step, round_index, phase):
-        """trainer.train up to `end_step` with selection on held-out videos; restores the best."""
-        selection = inference.BestWeights(round_directory(round_index), models,
-                                          metric="fused classification mAP")
-
-        select = inference.selection_evaluator(models, selection, data_dir,
-                                               config.data.train_subset, selection_videos,
-                                               config.detection.theta)
+        """Training up to `end_step` with selection on held-out videos; restores the best."""
 
         def on_log(step, _):
             if on_progress is not None:
                 on_progress(round_index, phase, int(step), state)
 
-        trainer.train(train_step, end_step, log_every=config.train.log_every,
-                      checkpoint_every=config.train.checkpoint_every,
-                      summary_every=min(100, config.train.log_every), on_log=on_log,
-                      eval_fn=select if selection_videos else None,
-                      eval_every=config.train.eval_every if selection_videos else None)
-        return selection.restore()
+        return experiment.train_with_selection(
+            config, data, context, trainer, train_step, models, end_step=end_step,
+            selection_dir=round_directory(round_index), on_log=on_log)
 
     def training_outputs():
         """The host pass of phases (2) and (3): inference over the training videos, no dropout."""
@@ -759,8 +676,8 @@ def run(config, workdir, *, on_progress=None):
     _write_exemplars(os.path.join(workdir, "exemplars.npz"), exemplars, log_q, exemplar_valid,
                      classes, clustering_config)
     export.export_two_stream(models, os.path.join(workdir, "saved_model"),
-                             feature_dims=manifest["feature_dims"], classes=classes,
-                             feature_rate=feature_rate, settings=detection_settings(config))
+                             feature_dims=data.feature_dims, classes=classes,
+                             feature_rate=feature_rate, settings=experiment.detection_settings(config.detection))
 
     def evaluate():
         final_plain, _ = evaluate_outputs(test_outputs, None, config=config,
@@ -786,8 +703,8 @@ def run(config, workdir, *, on_progress=None):
     experiment.write_results(workdir, trainer, metrics,
                              (test_outputs, predictions, ground_truth, classes, feature_rate),
                              timelines)
-    print(f"[convex_clustering] seed {config.train.seed}: done in {time.time() - started:.0f} s"
-          f" → {workdir}", file=sys.stderr)
+    print(f"[convex_clustering] seed {config.train.seed}: done in "
+          f"{time.time() - context.started:.0f} s → {workdir}", file=sys.stderr)
     return metrics
 
 
@@ -804,42 +721,18 @@ def _write_exemplars(path, exemplars, log_q, valid, classes, settings):
 
 def main(argv):
     del argv
-    from tfwsar import reporting  # pylint: disable=import-outside-toplevel
-    from tfwsar.errors import DataError  # pylint: disable=import-outside-toplevel
-    from tfwsar.train_lib import ClusterError  # pylint: disable=import-outside-toplevel
-
-    if FLAGS.logical_cpus:
-        from tfwsar import train_lib  # pylint: disable=import-outside-toplevel
-        train_lib.use_logical_cpus(FLAGS.logical_cpus)
-    try:
-        base = config_from_flags()
-    except ValueError as error:
-        raise app.UsageError(str(error)) from None
+    base = experiment.config_from_flags(
+        get_config, (("rounds", "clustering.rounds"), ("round_steps", "clustering.round_steps")))
     root = FLAGS.workdir or os.path.join("workdir", "convex_clustering")
-
-    per_seed = []
-    for seed_index in range(FLAGS.seeds):
-        config = dataclasses.replace(
-            base, train=dataclasses.replace(base.train, seed=base.train.seed + seed_index))
-        seed_dir = root if seed_index == 0 else os.path.join(root, f"seed_{seed_index}")
-        try:
-            per_seed.append(run(config, seed_dir))
-        except (DataError, ClusterError) as error:  # one line, no traceback
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(1)
-    if FLAGS.seeds > 1:
-        reporting.write_json(os.path.join(root, "metrics_seeds.json"),
-                             reporting.seeds_summary(per_seed))
-    metrics = per_seed[0]
+    metrics = experiment.run_seeds(run, base, root)[0]
     final_name = f"round {base.clustering.rounds} (L_cc + selection)"
     rows = [("baseline (round 0)", metrics["baseline"]),
             (f"round {base.clustering.rounds}, no selection", metrics["final_without_selection"]),
             (final_name, metrics)]
-    print()
-    print(reporting.run_summary(
-        rows, data_dir=base.data.data_dir, root=root,
-        contents="metrics.json, predictions.json, saved_model/, exemplars.npz, checkpoints/, "
-                 "rounds/, train/ + eval/ (TensorBoard), config.json"))
+    experiment.print_summary(
+        base, root, rows,
+        "metrics.json, predictions.json, saved_model/, exemplars.npz, checkpoints/, rounds/, "
+        "train/ + eval/ (TensorBoard), config.json, report.html")
 
 
 if __name__ == "__main__":
