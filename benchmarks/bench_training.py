@@ -4,29 +4,40 @@
 
 WHAT (default: all of them, in this order):
   flops     training throughput in valid segments/s and model FLOP/s against the float32 matmul
-            rate measured in the same process (before and after the training window);
-  pipeline  the real TFRecord pipeline against the same steps on in-memory batches;
+            rate measured in the same process, in turns: each round a matmul measurement, then
+            training steps with a fixed T = 750 and with the paper preset's batches (longest
+            video, sort_window 5);
+  pipeline  the real TFRecord pipeline against the same steps on in-memory batches (fixed
+            T = 750 on both sides: the in-memory side repeats one batch, so it has one length);
   padding   computed / valid segments on THUMOS14's lengths with a fixed T (the paper's 750)
-            and with `batch_length="longest"` + `sort_window`, and the throughput of both;
-  xla       jit_compile on / off, one replica, in-memory batches;
+            and with `batch_length="longest"` + `sort_window` 0/2/4/5, and the throughput of
+            fixed T against the paper preset's (longest + sort_window 5);
+  xla       jit_compile on / off, one replica, in-memory batches (one batch, fixed T = 750);
   trace     the TF profiler over a window of training steps (`Trainer.train(profile_steps=...)`):
-            the ops that take the step's time, from the trace's framework op statistics.
+            the ops that take the step's time, from the trace's framework op statistics; once
+            with a fixed T = 750, once with the paper preset's batches.
+
+Every mode sets `batch_length` and `sort_window` itself (FIXED_T, PAPER_BATCHES below) instead of
+taking them from the preset: since c9d9f8a the "paper" preset batches to the longest video
+(`batch_length="longest"`, `sort_window=5`); before, every batch had T = 750.
 
 Data: THUMOS14's 200 validation and 212 test videos at their real durations (the shipped
 annotations, 1.5625 segments/s) and the trimmed UCF101-like clips, with features generated at
 the paper's width, 1024 per stream (`synthetic.ensure_default_dataset` with
 `SyntheticSpec(feature_dim=1024)`; built once into --work, 1.3 GB). Training is the TSRNet recipe's
-step (`recipes.tsrnet.make_step_fn`, variant tsrnet: both streams, the trimmed batch, MMD on FC1
-and FC2) at the "paper" preset: batch 16, T = 750 (trimmed T = 32), H1 = H2 = 512, attention 256,
-dropout 0.2, SGD momentum, one replica, 10 steps per compiled call. The 160 training videos are
-those of the recipe's split (40 held out for selection).
+step (`methods.tsrnet.make_step_fn`, variant tsrnet: both streams, the trimmed batch, MMD on FC1
+and FC2) at the "paper" preset: batch 16, T at most 750 (trimmed T = 32), H1 = H2 = 512,
+attention 256, dropout 0.2, SGD momentum, one replica, 10 steps per compiled call; the batches'
+length as each mode says. The 160 training videos are those of the recipe's split (40 held out
+for selection).
 
 Model FLOPs are the matrix products of a step, counted from the layer shapes (`step_flops`):
 forward 2·rows·in·out per dense layer (FC1, FC2, attention W1, the per-segment classifier),
 backward twice that (weights and inputs; FC1 needs no input gradient), on both streams, for the
 untrimmed (B·T rows) and trimmed (B·T_trimmed rows) batches, plus the MMD's distance products.
-Element-wise work (ReLU, dropout, masks, softmax) is not counted: it is what keeps a step from
-the matmul rate.
+With batches of varying T the count is taken at the window's mean T (it is affine in T, so this
+is the exact sum over the window's batches). Element-wise work (ReLU, dropout, masks, softmax) is
+not counted: it is what keeps a step from the matmul rate.
 """
 
 import argparse
@@ -45,6 +56,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 BATCH, TRIMMED_T, DIM = 16, 32, 1024
 WIDTHS = {"fc1": 512, "fc2": 512, "attention": 256}
 MMD_SEGMENTS = 32
+# The untrimmed batches' length, set explicitly in every mode (`pipeline.training_dataset` options).
+FIXED_T = {"batch_length": "fixed", "sort_window": 0}  # T = 750: the paper preset before c9d9f8a
+PAPER_BATCHES = {"batch_length": "longest", "sort_window": 5}  # the "paper" preset's since c9d9f8a
 
 
 # ------------------------------------------------------------------------------------------------
@@ -77,16 +91,22 @@ class Bench:
             self.data_dir, self.config.data.train_subset, self.config.data.validation_fraction,
             self.config.train.seed)
         self.num_segments = self.config.data.num_segments
+        preset = {name: getattr(self.config.data, name) for name in PAPER_BATCHES}
+        if preset != PAPER_BATCHES:
+            print(f"note: the paper preset's batches are now {preset}; this benchmark's "
+                  f"'paper preset' measurements use {PAPER_BATCHES}", flush=True)
 
-    def batches(self, **options):
-        """`first_batch -> dataset` of (untrimmed, trimmed) training batches, as the recipe's."""
+    def batches(self, *, batch_length, sort_window):
+        """`first_batch -> dataset` of (untrimmed, trimmed) training batches, as the recipe's;
+        the untrimmed batches' length set by `batch_length` and `sort_window` (FIXED_T,
+        PAPER_BATCHES)."""
         from tfwsar.data import pipeline  # pylint: disable=import-outside-toplevel
 
         def batches(first_batch):
             untrimmed = pipeline.training_dataset(
                 self.data_dir, [self.config.data.train_subset], num_segments=self.num_segments,
                 batch_size=BATCH, seed=0, videos=self.train_videos, first_batch=first_batch,
-                **options)
+                batch_length=batch_length, sort_window=sort_window)
             trimmed = pipeline.training_dataset(
                 self.trimmed_dir, ["training"], num_segments=TRIMMED_T, batch_size=BATCH, seed=1,
                 first_batch=first_batch)
@@ -95,10 +115,11 @@ class Bench:
         return batches
 
     def in_memory(self):
-        """`first_batch -> dataset` repeating one (untrimmed, trimmed) batch held in memory."""
+        """`first_batch -> dataset` repeating one (untrimmed, trimmed) batch held in memory, at
+        fixed T = 750 (one batch has one length)."""
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-        element = next(iter(self.batches()(0)))
+        element = next(iter(self.batches(**FIXED_T)(0)))
         element = tf.nest.map_structure(tf.constant, tf.nest.map_structure(np.asarray, element))
         dataset = tf.data.Dataset.from_tensors(element).repeat().prefetch(2)
         return lambda first_batch: dataset
@@ -108,7 +129,7 @@ class Bench:
         import bench_training_state  # pylint: disable=import-outside-toplevel
 
         from tfwsar import train_lib  # pylint: disable=import-outside-toplevel
-        from tfwsar.recipes import tsrnet  # pylint: disable=import-outside-toplevel
+        from tfwsar.methods import tsrnet  # pylint: disable=import-outside-toplevel
 
         strategy = train_lib.make_strategy("default")
         models, optimizers = bench_training_state._models_and_optimizers(  # pylint: disable=protected-access
@@ -208,51 +229,80 @@ def step_flops(num_segments, dim=DIM, num_classes=20, transfer=True):
 
 
 def flops(bench, args):
-    """Training rounds and matmul measurements in turns, so both see the same load."""
+    """Matmul measurements and training rounds in turns, so all see the same load: each round a
+    matmul at FC1's shape for T = 750, then training steps with a fixed T = 750 (FIXED_T) and with
+    the paper preset's batches (PAPER_BATCHES), the two in alternating order."""
     fc1_shape = (BATCH * bench.num_segments, DIM, WIDTHS["fc1"])
     square = matmul_rate(2048, 2048, 2048)
-    batches = bench.batches()
-    trainer, step_fn = bench.trainer(batches)
-    measure_steps(trainer, step_fn, 10)
-    model = step_flops(bench.num_segments, num_classes=len(bench.manifest["classes"]))
-    rounds = []
-    for _ in range(args.rounds):
+    settings = {"fixed T": FIXED_T, "paper preset": PAPER_BATCHES}
+    runs = {}
+    for name, options in settings.items():
+        batches = bench.batches(**options)
+        trainer, step_fn = bench.trainer(batches)
+        measure_steps(trainer, step_fn, 10)
+        runs[name] = (batches, trainer, step_fn)
+    num_classes = len(bench.manifest["classes"])
+    steps = args.steps // args.rounds
+    results = {name: [] for name in settings}
+    matmuls = []
+    for index in range(args.rounds):
         matmul = matmul_rate(*fc1_shape, seconds=3.0)
         matmul_per_cpu = matmul_rate.flops_per_cpu_second
-        rate, first, last = measure_steps(trainer, step_fn, args.steps // args.rounds, warmup=0)
-        cpu_per_step = measure_steps.cpu_seconds_per_step
-        valid, computed = bench.valid_segments(batches, first, last)
-        rounds.append((rate, valid / (last - first) * rate, computed / valid, matmul,
-                       model / cpu_per_step / matmul_per_cpu))
-    rates = np.array(rounds)
-    ratios = model * rates[:, 0] / rates[:, 3]
-    print(f"\n[flops] paper preset, batch {BATCH}, T={bench.num_segments}, D={DIM} per stream, "
-          f"{args.rounds} rounds of {args.steps // args.rounds} steps, each after a matmul "
-          f"measurement:")
-    print(f"  steps/s {['%.3f' % r for r in rates[:, 0]]}; valid segments/s "
-          f"{['%.0f' % r for r in rates[:, 1]]} ({rates[0, 2]:.2f} computed per valid)")
-    print(f"  model: {model / 1e9:.1f} GFLOP per step (matmuls) → "
-          f"{['%.1f' % (model * r / 1e9) for r in rates[:, 0]]} GFLOP/s")
-    print(f"  matmul {fc1_shape[0]}x{fc1_shape[1]}x{fc1_shape[2]} (FC1's shape): "
-          f"{['%.1f' % (r / 1e9) for r in rates[:, 3]]} GFLOP/s (2048³ at the start: "
+        matmuls.append(matmul)
+        for name in (list(settings) if index % 2 == 0 else list(settings)[::-1]):
+            batches, trainer, step_fn = runs[name]
+            rate, first, last = measure_steps(trainer, step_fn, steps, warmup=0)
+            cpu_per_step = measure_steps.cpu_seconds_per_step
+            valid, computed = bench.valid_segments(batches, first, last)
+            mean_t = computed / BATCH / (last - first)
+            model = step_flops(mean_t, num_classes=num_classes)  # affine in T: exact for the window
+            results[name].append({
+                "steps/s": rate, "valid/s": valid / (last - first) * rate,
+                "computed/valid": computed / valid, "T": mean_t, "model": model,
+                "ratio": model * rate / matmul,
+                "cpu ratio": model / cpu_per_step / matmul_per_cpu})
+    print(f"\n[flops] paper widths, batch {BATCH}, T at most {bench.num_segments}, D={DIM} per "
+          f"stream, {args.rounds} rounds, each a matmul measurement then {steps} steps of each "
+          f"setting (alternating order)")
+    print(f"  matmul {fc1_shape[0]}x{fc1_shape[1]}x{fc1_shape[2]} (FC1's shape at T=750) per "
+          f"round: {['%.1f' % (r / 1e9) for r in matmuls]} GFLOP/s (2048³ at the start: "
           f"{square / 1e9:.1f})")
-    print(f"  model FLOP/s / matmul FLOP/s per round {['%.2f' % r for r in ratios]}: median "
-          f"{np.median(ratios):.2f}×")
-    print(f"  the same per CPU-second (process CPU time: insensitive to other jobs' load, counts "
-          f"the input pipeline's threads too) {['%.2f' % r for r in rates[:, 4]]}: median "
-          f"{np.median(rates[:, 4]):.2f}×")
-    return float(np.median(ratios))
+    medians = {}
+    for name, rows in results.items():
+        column = lambda key, rows=rows: np.array([row[key] for row in rows])  # noqa: E731
+        medians[name] = (np.median(column("ratio")), np.median(column("cpu ratio")),
+                         np.mean(column("valid/s")))
+        print(f"  {name} ({settings[name]}):")
+        print(f"    steps/s {['%.3f' % r for r in column('steps/s')]}; valid segments/s "
+              f"{['%.0f' % r for r in column('valid/s')]}; computed per valid "
+              f"{['%.2f' % r for r in column('computed/valid')]}; mean T "
+              f"{['%.0f' % r for r in column('T')]}")
+        gflops = column("model") * column("steps/s") / 1e9
+        print(f"    model: {['%.1f' % (r / 1e9) for r in column('model')]} GFLOP per step "
+              f"(matmuls) → {['%.1f' % r for r in gflops]} GFLOP/s")
+        print(f"    model FLOP/s / matmul FLOP/s per round "
+              f"{['%.2f' % r for r in column('ratio')]}: median {medians[name][0]:.2f}×")
+        print(f"    the same per CPU-second (process CPU time: insensitive to other jobs' load, "
+              f"counts the input pipeline's threads too) "
+              f"{['%.2f' % r for r in column('cpu ratio')]}: median {medians[name][1]:.2f}×")
+    (fixed_ratio, fixed_cpu, fixed_valid), (paper_ratio, paper_cpu, paper_valid) = (
+        medians["fixed T"], medians["paper preset"])
+    print(f"  paper preset / fixed T: valid segments/s {paper_valid / fixed_valid:.2f}×, FLOP/s "
+          f"ratio {paper_ratio / fixed_ratio:.2f}× (per CPU-second {paper_cpu / fixed_cpu:.2f}×)")
+    return float(fixed_ratio)
 
 
 def pipeline_against_memory(bench, args):
     rates, cpu = {"pipeline": [], "memory": []}, {"pipeline": [], "memory": []}
     for _ in range(2):  # interleaved: the machine's load changes
-        for name, batches in (("pipeline", bench.batches()), ("memory", bench.in_memory())):
+        for name, batches in (("pipeline", bench.batches(**FIXED_T)),
+                              ("memory", bench.in_memory())):
             trainer, step_fn = bench.trainer(batches)
             rates[name].append(measure_steps(trainer, step_fn, args.steps)[0])
             cpu[name].append(measure_steps.cpu_seconds_per_step)
     pipeline, memory = (float(np.mean(rates[name])) for name in ("pipeline", "memory"))
-    print(f"\n[pipeline] steps/s, TFRecord pipeline {['%.3f' % r for r in rates['pipeline']]} vs "
+    print(f"\n[pipeline] fixed T={bench.num_segments} (batch_length=fixed, sort_window=0) on both "
+          f"sides; steps/s, TFRecord pipeline {['%.3f' % r for r in rates['pipeline']]} vs "
           f"in-memory batches {['%.3f' % r for r in rates['memory']]}: ratio {pipeline / memory:.3f}")
     print(f"  CPU seconds per step (all threads: the pipeline's parsing included), pipeline "
           f"{['%.2f' % c for c in cpu['pipeline']]} vs in-memory {['%.2f' % c for c in cpu['memory']]}"
@@ -276,7 +326,7 @@ def padding(bench, args):
     print(f"\n[padding] THUMOS14 validation, {len(lengths)} videos, median {np.median(lengths):.0f} "
           f"segments, mean {lengths.mean():.0f}, max {lengths.max()}; fixed T={bench.num_segments}: "
           f"{fixed:.2f} computed per valid segment (all videos)")
-    settings = {"fixed T": {}, "longest": {"batch_length": "longest"},
+    settings = {"fixed T": FIXED_T, "longest": {"batch_length": "longest", "sort_window": 0},
                 **{f"longest + sort_window {window}": {"batch_length": "longest",
                                                         "sort_window": window}
                    for window in (2, 4, 5)}}
@@ -285,6 +335,7 @@ def padding(bench, args):
         valid, computed = bench.valid_segments(bench.batches(**options), 0, 3 * epoch_batches)
         print(f"  {name:<26} {computed / valid:.3f} computed per valid (3 epochs of the "
               f"{len(bench.train_videos)} training videos)")
+    assert settings["longest + sort_window 5"] == PAPER_BATCHES
     rates = {"fixed T": [], "longest + sort_window 5": []}
     for _ in range(2):
         for name in rates:
@@ -297,7 +348,8 @@ def padding(bench, args):
         print(f"  {name:<26} steps/s {['%.3f' % v[0] for v in values]}, valid segments/s "
               f"{['%.0f' % v[1] for v in values]} (computed/valid {values[0][2]:.2f})")
     before, after = (np.mean([v[1] for v in rates[name]]) for name in rates)
-    print(f"  valid segments/s, longest + sort_window 5 / fixed T: {after / before:.2f}×")
+    print(f"  valid segments/s, longest + sort_window 5 (the paper preset) / fixed T: "
+          f"{after / before:.2f}×")
 
 
 def xla(bench, args):
@@ -308,7 +360,7 @@ def xla(bench, args):
             trainer, step_fn = bench.trainer(memory, jit_compile=jit_compile)
             rates[jit_compile].append(measure_steps(trainer, step_fn, args.steps)[0])
     off, on = np.mean(rates[False]), np.mean(rates[True])
-    print(f"\n[xla] one replica, in-memory batches, steps/s: jit_compile off "
+    print(f"\n[xla] one replica, in-memory batches (fixed T={bench.num_segments}), steps/s: jit_compile off "
           f"{['%.3f' % r for r in rates[False]]}, on {['%.3f' % r for r in rates[True]]}: "
           f"on/off {on / off:.2f}×")
 
@@ -317,16 +369,19 @@ def trace(bench, args):
     from tensorboard_plugin_profile.convert import tf_stats_proto_to_gviz  # pylint: disable=import-outside-toplevel
     from tensorflow.python.profiler.internal import _pywrap_profiler  # pylint: disable=import-outside-toplevel
 
-    trainer, step_fn = bench.trainer(bench.batches())
-    start = int(trainer.step.numpy()) + 20
-    rate, _, _ = measure_steps(trainer, step_fn, 20, profile_steps=(start, start + 10))
-    planes = sorted(pathlib.Path(trainer.workdir).glob("train/plugins/profile/*/*.xplane.pb"))
-    print(f"\n[trace] {planes[-1]} (steps {start}–{start + 10}; {rate:.3f} steps/s)")
-    data, ok = _pywrap_profiler.xspace_to_tools_data([str(planes[-1])], "framework_op_stats", {})
-    if not ok:
-        print("  could not convert the trace")
-        return
-    print_op_stats(tf_stats_proto_to_gviz.to_csv(data), steps=10)
+    for name, options in (("fixed T", FIXED_T), ("paper preset", PAPER_BATCHES)):
+        trainer, step_fn = bench.trainer(bench.batches(**options))
+        start = int(trainer.step.numpy()) + 20
+        rate, _, _ = measure_steps(trainer, step_fn, 20, profile_steps=(start, start + 10))
+        planes = sorted(pathlib.Path(trainer.workdir).glob("train/plugins/profile/*/*.xplane.pb"))
+        print(f"\n[trace] {name} ({options}): {planes[-1]} (steps {start}–{start + 10}; "
+              f"{rate:.3f} steps/s)")
+        data, ok = _pywrap_profiler.xspace_to_tools_data([str(planes[-1])], "framework_op_stats",
+                                                         {})
+        if not ok:
+            print("  could not convert the trace")
+            continue
+        print_op_stats(tf_stats_proto_to_gviz.to_csv(data), steps=10)
 
 
 def print_op_stats(table, steps, top=15):
