@@ -88,6 +88,7 @@ def predict_videos(models, data_dir, subset, *, videos=None, batch_size=1, keep_
                 labels=tuple(np.flatnonzero(batch["labels"][row].numpy()).tolist()),
                 probabilities={s: per_stream[s]["probabilities"][row] for s in STREAMS},
                 attention={s: per_stream[s]["attention"][row, :length] for s in STREAMS},
+                # views of the batch's array: with batch_size 1 (the recipes') each holds one video
                 features=({s: per_stream[s]["fc2"][row, :length] for s in STREAMS}
                           if keep_features else {}),
                 segment_probabilities={
