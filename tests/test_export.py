@@ -310,18 +310,14 @@ def test_detect_implements_the_exported_rule(rule_networks, tmp_path, case):
         outputs, got = _detect(loaded, features[video])
         assert outputs["rule"].numpy().decode() == settings.rule
         assert json.loads(outputs["detection_settings"].numpy().decode())["rule"] == settings.rule
-        # the networks' outputs, as a run's predictions.json is made. Not for the constant video
-        # under a CAS rule: its per-segment probabilities are equal only up to float32 rounding,
-        # which differs between the Keras call and the SavedModel graph, and
-        # localize.relative_scale stretches that rounding noise to [0, 1] (and smoothing's
-        # running sums add their own), so two float paths disagree there whatever the
-        # implementation; the exact comparison below covers that video.
-        if not (video == "constant" and settings.rule in ("cas", "attention_cas")):
-            networks = _keras_outputs(models, features[video])
-            expected = inference.detect_videos(
-                [_video_outputs(video, networks, length / FEATURE_RATE)], settings,
-                FEATURE_RATE)[video]
-            _assert_same_detections(got, expected, (case, video, "detect"))
+        # the networks' outputs, as a run's predictions.json is made (the constant video too:
+        # localize.CONSTANT_RANGE keeps float32 rounding, which differs between the Keras call
+        # and the SavedModel graph, from being stretched into proposals)
+        networks = _keras_outputs(models, features[video])
+        expected = inference.detect_videos(
+            [_video_outputs(video, networks, length / FEATURE_RATE)], settings,
+            FEATURE_RATE)[video]
+        _assert_same_detections(got, expected, (case, video, "detect"))
         # the SavedModel's own per-segment outputs: the rule alone, on identical numbers
         served = {key: value.numpy() for key, value in loaded.signatures["serving_default"](
             rgb=tf.constant(features[video]["rgb"]), flow=tf.constant(features[video]["flow"])).items()}

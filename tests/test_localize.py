@@ -318,3 +318,12 @@ def test_detection_settings_name_a_rule_and_detect_videos_applies_it():
         [output], [np.zeros((4, 2))], [np.array([0.8, 0.2])],
         inference.DetectionSettings(rule="attention", top_k=1), 1.0)
     assert from_weights == attention_rule
+
+
+def test_a_sequence_constant_up_to_float32_rounding_gives_no_relative_proposals():
+    flat = np.full(12, 0.3, dtype=np.float32).astype(np.float64)
+    flat[5] = np.nextafter(np.float32(0.3), np.float32(1.0))  # one float32 step above the rest
+    np.testing.assert_array_equal(localize.relative_scale(flat), np.zeros(12))
+    varied = flat.copy()
+    varied[5] = 0.31
+    assert localize.relative_scale(varied)[5] == 1.0 and localize.relative_scale(varied).min() == 0.0

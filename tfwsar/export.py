@@ -147,10 +147,12 @@ def _smooth(rows, window):
 
 
 def _relative_scale(rows):
-    """`localize.relative_scale` of each row: (v − min v) / (max v − min v), zeros if constant."""
+    """`localize.relative_scale` of each row: (v − min v) / (max v − min v), zeros if constant
+    (range ≤ `localize.CONSTANT_RANGE` · max |v|)."""
     low = tf.reduce_min(rows, axis=1, keepdims=True)
     high = tf.reduce_max(rows, axis=1, keepdims=True)
-    return tf.where(high > low, (rows - low) / (high - low), tf.zeros_like(rows))
+    varies = high - low > localize.CONSTANT_RANGE * tf.maximum(tf.abs(low), tf.abs(high))
+    return tf.where(varies, (rows - low) / (high - low), tf.zeros_like(rows))
 
 
 def _temporal_nms(labels, t_start, t_end, tiou_threshold, max_output):

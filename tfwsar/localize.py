@@ -341,14 +341,20 @@ def fill_gaps(active, max_gap):
     return active
 
 
+CONSTANT_RANGE = 1e-5
+"""A sequence whose range is at most this fraction of its largest magnitude counts as constant
+(`relative_scale`): float32 rounding, which differs between two runs of the same network (Keras
+vs. the SavedModel graph), is not stretched into proposals."""
+
+
 def relative_scale(values):
-    """(v − min v) / (max v − min v): a video's sequence on its own range, in [0, 1] (zeros when
-    the sequence is constant)."""
+    """(v − min v) / (max v − min v): a video's sequence on its own range, in [0, 1]; zeros when
+    the sequence is constant, i.e. its range is ≤ `CONSTANT_RANGE` · max |v|."""
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return values
     low, high = values.min(), values.max()
-    if not high > low:
+    if not high - low > CONSTANT_RANGE * max(abs(low), abs(high)):
         return np.zeros_like(values)
     return (values - low) / (high - low)
 
