@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tfwsar import localize
+from tfwsar import evaluation, localize
 from tfwsar.errors import DataError
 
 
@@ -327,3 +327,17 @@ def test_a_sequence_constant_up_to_float32_rounding_gives_no_relative_proposals(
     varied = flat.copy()
     varied[5] = 0.31
     assert localize.relative_scale(varied)[5] == 1.0 and localize.relative_scale(varied).min() == 0.0
+
+
+def test_nms_keeps_a_run_that_overlaps_by_exactly_the_threshold_on_the_segment_grid():
+    rate = 1.5625  # 3 of 5 segments overlap: tIoU 0.6, computed in seconds as 0.5999999999999995
+    best = {"label_index": 0, "t_start": 43 / rate, "t_end": 48 / rate, "score": 0.9}
+    inside = {"label_index": 0, "t_start": 44 / rate, "t_end": 47 / rate, "score": 0.5}
+    wider = {"label_index": 0, "t_start": 44 / rate, "t_end": 48 / rate, "score": 0.4}  # tIoU 0.8
+    kept = localize.temporal_nms([best, inside, wider], 0.6)
+    assert kept == [best, inside]
+    # the same tie that float rounding computes as 0.6000000000000001 is kept as well
+    early_best = {"label_index": 0, "t_start": 4 / rate, "t_end": 9 / rate, "score": 0.9}
+    early_inside = {"label_index": 0, "t_start": 5 / rate, "t_end": 8 / rate, "score": 0.5}
+    assert evaluation.temporal_iou([[5 / rate, 8 / rate]], [[4 / rate, 9 / rate]])[0, 0] > 0.6
+    assert len(localize.temporal_nms([early_best, early_inside], 0.6)) == 2

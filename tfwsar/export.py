@@ -38,7 +38,7 @@ written in TensorFlow ops, in float64 from the networks' float32 outputs like tf
 Classes are chosen as `localize.select_classes` (fused score ≥ `class_threshold` among the
 `top_k` best; the best one when none is); detections of all classes are sorted by score (ties in
 the order tfwsar.localize creates them) and greedy per-class NMS keeps those whose tIoU with every
-better kept one is ≤ `nms_tiou` (float64, the arithmetic of `evaluation.temporal_iou`), stopping
+better kept one is ≤ `nms_tiou` + `localize.NMS_TOLERANCE` (float64, `evaluation.temporal_iou`), stopping
 at K detections (tfwsar.localize keeps them all: the SavedModel returns its first K). The
 baselines' published rules ("wtalc", "stpn") are not exported: `export_two_stream` raises a
 ValueError naming the rule. Tests check that `detect` returns the same detections, in the same
@@ -57,6 +57,11 @@ EXPORTABLE_RULES = ("tsrnet", "whole_video") + localize.SEQUENCE_RULES
 """The detection rules `export_two_stream`'s `detect` signature implements."""
 
 _F64 = tf.float64
+
+MAX_DETECTIONS = 2000
+"""K of `detect`: a run's predictions.json keeps every detection of a video, and the recipes'
+default runs find up to ~1,000 in one THUMOS14 test video (959 for convex clustering on the
+embedded default), so K leaves the SavedModel's detections those of the run."""
 
 
 def _max_normalized(attention):
@@ -158,7 +163,8 @@ def _relative_scale(rows):
 def _temporal_nms(labels, t_start, t_end, tiou_threshold, max_output):
     """Greedy per-class NMS of detections sorted best first (`localize.temporal_nms`): indices
     of the kept ones, at most `max_output`. A candidate is dropped when its tIoU with a kept
-    detection of its class exceeds the threshold (`evaluation.temporal_iou`'s arithmetic)."""
+    detection of its class exceeds the threshold by more than `localize.NMS_TOLERANCE`
+    (`evaluation.temporal_iou`'s arithmetic)."""
     count = tf.size(labels)
 
     def suppress(alive, kept, number):
@@ -169,7 +175,7 @@ def _temporal_nms(labels, t_start, t_end, tiou_threshold, max_output):
         identical = (t_start == t_start[best]) & (t_end == t_end[best])
         iou = tf.where(union == 0, tf.where(identical, tf.ones_like(union), tf.zeros_like(union)),
                        intersection / tf.where(union == 0, tf.ones_like(union), union))
-        overlapping = (labels == labels[best]) & (iou > tiou_threshold)
+        overlapping = (labels == labels[best]) & (iou > tiou_threshold + localize.NMS_TOLERANCE)
         alive = alive & ~overlapping & (tf.range(count) != best)
         return alive, kept.write(number, best), number + 1
 
@@ -184,7 +190,7 @@ class TwoStreamServing(tf.Module):
     """The exported module: two Keras stream models plus the fusion and detection settings."""
 
     def __init__(self, models, *, feature_dims, classes, feature_rate, settings,
-                 max_detections=100):
+                 max_detections=MAX_DETECTIONS):
         super().__init__(name="tfwsar_two_stream")
         if settings.rule not in EXPORTABLE_RULES:
             raise ValueError(
@@ -381,7 +387,7 @@ class TwoStreamServing(tf.Module):
 
 
 def export_two_stream(models, path, *, feature_dims, classes, feature_rate, settings,
-                      max_detections=100):
+                      max_detections=MAX_DETECTIONS):
     """Writes the SavedModel (signatures `serving_default`, `detect`, `detect_with_duration`).
 
     Args:

@@ -117,14 +117,23 @@ def contiguous_runs(active):
     return [(int(start), int(stop) - 1) for start, stop in zip(changes[0::2], changes[1::2])]
 
 
+NMS_TOLERANCE = 1e-9
+"""Temporal NMS drops a detection when its tIoU exceeds the threshold by more than this. Runs on
+the segment grid often overlap by exactly the threshold (3 of 5 segments at 0.6), and the
+rounding of their times in seconds would otherwise decide — differently in NumPy and in the
+SavedModel's graph. Such ties are kept."""
+
+
 def temporal_nms(detections, tiou_threshold):
-    """Greedy per-class NMS: keep the best-scoring detection, drop those with tIoU > threshold."""
+    """Greedy per-class NMS: keep the best-scoring detection, drop those with tIoU > threshold
+    (by more than `NMS_TOLERANCE`: ties at the threshold are kept)."""
     kept = []
     for detection in sorted(detections, key=lambda d: d["score"], reverse=True):
         rivals = [[other["t_start"], other["t_end"]] for other in kept
                   if other["label_index"] == detection["label_index"]]
         if rivals and evaluation.temporal_iou(
-                [[detection["t_start"], detection["t_end"]]], rivals).max() > tiou_threshold:
+                [[detection["t_start"], detection["t_end"]]], rivals).max() > (
+                    tiou_threshold + NMS_TOLERANCE):
             continue
         kept.append(detection)
     return kept
