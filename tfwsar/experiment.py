@@ -244,7 +244,8 @@ class Data:
     Attributes:
       directory: the converted dataset. trimmed_directory: the embedded default's trimmed clips
         ("" for real data: the recipe's own setting says where they are).
-      classes, feature_rate, feature_dims: from its manifest. ground_truth_path: its ground truth.
+      classes, feature_rate, feature_dims: from its manifest.
+      test_ground_truth: the test subset's `evaluation.GroundTruth`.
     """
 
     directory: str
@@ -252,7 +253,7 @@ class Data:
     classes: list
     feature_rate: float
     feature_dims: dict
-    ground_truth_path: str
+    test_ground_truth: object
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,8 +278,8 @@ class RunContext:
 def open_data(data_config):
     """The converted dataset of `data_config` (a `DataConfig`), or the embedded default it names.
 
-    Reads the manifest and the test subset's ground truth, so bad input is one error before the
-    workdir exists.
+    Reads the manifest and the test subset's ground truth (once, for the run's evaluation), so bad
+    input is one error before the workdir exists.
     """
     from tfwsar import evaluation  # pylint: disable=import-outside-toplevel
     from tfwsar.data import records, synthetic  # pylint: disable=import-outside-toplevel
@@ -288,11 +289,11 @@ def open_data(data_config):
         directory, trimmed_directory = (
             str(path) for path in synthetic.ensure_embedded_dataset(data_config.embedded))
     manifest = records.read_manifest(directory)
-    ground_truth_path = os.path.join(directory, "ground_truth.json")
-    evaluation.load_ground_truth(ground_truth_path, data_config.test_subset)
+    test_ground_truth = evaluation.load_ground_truth(
+        os.path.join(directory, "ground_truth.json"), data_config.test_subset)
     return Data(directory=directory, trimmed_directory=trimmed_directory,
                 classes=manifest["classes"], feature_rate=manifest["feature_rate"],
-                feature_dims=manifest["feature_dims"], ground_truth_path=ground_truth_path)
+                feature_dims=manifest["feature_dims"], test_ground_truth=test_ground_truth)
 
 
 def start_run(config, workdir, data, label):
@@ -409,21 +410,21 @@ def finish_run(config, data, context, trainer, test_outputs, *, export, extra, t
                 if config.detection.drop_bad_test_videos else ())
 
     def evaluate():
-        ground_truth = evaluation.load_ground_truth(data.ground_truth_path, config.data.test_subset)
         by_rule = inference.detection_by_rule(
-            test_outputs, ground_truth, settings, config.detection.other_rules,
+            test_outputs, data.test_ground_truth, settings, config.detection.other_rules,
             feature_rate=data.feature_rate, classes=data.classes,
             protocol=config.detection.protocol, exclude_videos=excluded)
-        return ground_truth, inference.score_test_split(
-            test_outputs, predictions, ground_truth, theta=config.detection.theta,
+        return inference.score_test_split(
+            test_outputs, predictions, data.test_ground_truth, theta=config.detection.theta,
             protocol=config.detection.protocol, exclude_videos=excluded,
             extra={**extra, "detection_by_rule": by_rule})
 
-    ground_truth, metrics = inference.evaluate_written_run(
+    metrics = inference.evaluate_written_run(
         evaluate, workdir=context.workdir, data_dir=data.directory, subset=config.data.test_subset,
         protocol=config.detection.protocol)
     write_results(context.workdir, trainer, metrics,
-                  (test_outputs, predictions, ground_truth, data.classes, data.feature_rate),
+                  (test_outputs, predictions, data.test_ground_truth, data.classes,
+                   data.feature_rate),
                   timelines)
     elapsed = time.time() - context.started
     print(f"[{context.label}] seed {config.train.seed}: done in {elapsed:.0f} s → {context.workdir}",

@@ -522,7 +522,7 @@ def run(config, workdir, *, on_progress=None):
     # Heavy imports here, not at module import (no import-time work).
     import tensorflow as tf
 
-    from tfwsar import evaluation, export, inference, losses, reporting
+    from tfwsar import export, inference, losses, reporting
     from tfwsar.methods import tsrnet
 
     # ---- Data: the converted dataset (or the embedded default), a held-out part for selection.
@@ -534,7 +534,7 @@ def run(config, workdir, *, on_progress=None):
     train_videos, selection_videos = context.train_videos, context.selection_videos
     clustering_config = config.clustering
     num_classes = len(classes)
-    ground_truth = evaluation.load_ground_truth(data.ground_truth_path, config.data.test_subset)
+    ground_truth = data.test_ground_truth
 
     # ---- Model: one attention network and one optimizer per stream; D and Q as variables.
     streams = inference.STREAMS

@@ -126,7 +126,7 @@ def define_flags():
 def run(config, workdir):
     """Trains one variant with one seed into `workdir`; returns its metrics document."""
     # Heavy imports here, not at module import (no import-time work).
-    from tfwsar import export, inference
+    from tfwsar import export, inference, losses
     from tfwsar.data import pipeline, records
     from tfwsar.errors import DataError
     from tfwsar.methods import tsrnet
@@ -136,7 +136,7 @@ def run(config, workdir):
     # clips of the same classes. Checked before anything is written: bad input leaves no workdir.
     data = experiment.open_data(config.data)
     trimmed_dir = config.data.trimmed_dir or data.trimmed_directory
-    transfer = config.variant in ("tsrnet", "tsrnet_no_fc2")
+    transfer = config.variant in losses.KNOWLEDGE_TRANSFER_VARIANTS
     if transfer and not trimmed_dir:
         raise DataError(f"variant {config.variant} transfers from trimmed clips: give --trimmed "
                         f"(a UCF101 dataset converted with --classes-of {data.directory})")
