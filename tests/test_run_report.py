@@ -201,3 +201,13 @@ def test_progress_writes_plain_lines_when_stderr_is_not_a_terminal(capsys):
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("converting: 5/5 (100%)")
     assert "\r" not in lines[0]
+
+
+def test_the_per_class_chart_has_one_row_per_class_and_no_empty_rows():
+    aps = {f"class_{index:03d}": index / 400 for index in range(200)}
+    figure = run_report.per_class_figure([{"name": "run", "data": {"per_class_ap": aps}}])
+    axis = figure.axes[0]
+    labels = [label.get_text() for label in axis.get_yticklabels()]
+    assert labels[0] == "class_199" and labels[-1] == "class_000" and len(labels) == 200
+    # the rows fill the axes: half a row of margin above the best and below the worst
+    assert axis.get_ylim() == (199.5, -0.5)
